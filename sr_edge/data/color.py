@@ -1,0 +1,53 @@
+"""MATLAB-compatible colour conversions (BT.601 ``rgb2ycbcr``, studio range 16-235).
+
+Every published SR table computes PSNR/SSIM on the Y channel of MATLAB's ``rgb2ycbcr``
+applied to ``im2double`` images, i.e. without rounding Y. The functions here work on
+float arrays on the 0-255 scale (or 0-1, see ``scale``) and never round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# MATLAB rgb2ycbcr, for R, G, B in [0, 1]: [Y Cb Cr] = OFFSET + MATRIX @ [R G B] (on 0-255).
+_MATRIX = np.array(
+    [
+        [65.481, 128.553, 24.966],
+        [-37.797, -74.203, 112.0],
+        [112.0, -93.786, -18.214],
+    ],
+    dtype=np.float64,
+)
+_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
+_INVERSE = np.linalg.inv(_MATRIX)
+
+
+def rgb_to_y(rgb: np.ndarray, peak: float = 255.0) -> np.ndarray:
+    """Y of MATLAB ``rgb2ycbcr`` for an H x W x 3 (or H x W x 1 greyscale) image.
+
+    ``rgb`` holds values on a 0..``peak`` scale; the result is float64 on the same scale
+    (16..235 for ``peak=255``). A greyscale image is its own Y, unconverted: that is what
+    the published evaluation scripts do (Set14's ``bridge``), and it reproduces their
+    bicubic numbers, where converting grey as R = G = B is 0.09 dB off on Set14.
+    """
+    x = np.asarray(rgb, dtype=np.float64)
+    if x.ndim == 2:
+        return x
+    if x.shape[-1] == 1:
+        return x[..., 0]
+    x = x / peak
+    if x.shape[-1] != 3:
+        raise ValueError(f"rgb_to_y expects 1 or 3 channels, got {x.shape[-1]}")
+    return (16.0 + x @ _MATRIX[0]) * (peak / 255.0)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """Full ``rgb2ycbcr`` on float images in [0, 1]; returns YCbCr in [0, 1] (studio range)."""
+    x = np.asarray(rgb, dtype=np.float64)
+    return (x @ _MATRIX.T + _OFFSET) / 255.0
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr` (MATLAB ``ycbcr2rgb``); float in, float out, unclipped."""
+    x = np.asarray(ycbcr, dtype=np.float64) * 255.0 - _OFFSET
+    return x @ _INVERSE.T

@@ -1,0 +1,124 @@
+"""Evaluation datasets: a folder of HR images, found by name through a search path.
+
+A dataset is a folder holding HR images, either directly or in an ``HR/`` subfolder.
+Names (``Set5``, ``Set14``, ``B100``, ``Urban100``, ``Manga109``, ``DIV2K`` or any folder
+name) resolve through, in order: ``--data-root``, the ``SR_EDGE_DATA`` environment variable
+(``os.pathsep``-separated), then ``../shared/datasets/eval`` beside the project checkout or
+the current directory. A path to a folder works too. Without any dataset, the embedded
+default ``samples`` is five photos that ship inside scikit-image (astronaut, chelsea,
+coffee, motorcycle_left, rocket), so sr-edge runs with no data download.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SrEdgeError
+from .io import IMAGE_SUFFIXES
+
+DATA_ENV = "SR_EDGE_DATA"
+DEFAULT_DATASET = "samples"
+SAMPLE_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
+_ALIASES = {"bsd100": "B100", "bsds100": "B100"}
+_HR_SUBFOLDERS = ("HR", "DIV2K_valid_HR", "DIV2K_train_HR")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named, ordered list of HR image files."""
+
+    name: str
+    root: Path
+    files: tuple[Path, ...]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def shared_root() -> Path | None:
+    """``../shared/datasets`` beside the project checkout (or the cwd), if present."""
+    for base in (PROJECT_ROOT, Path.cwd()):
+        candidate = base.parent / "shared" / "datasets"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def search_path(data_root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Folders searched for dataset names, in order."""
+    roots: list[Path] = []
+    if data_root is not None:
+        roots.append(Path(data_root))
+    env = os.environ.get(DATA_ENV)
+    if env:
+        roots.extend(Path(p) for p in env.split(os.pathsep) if p)
+    shared = shared_root()
+    if shared is not None:
+        roots.append(shared / "eval")
+    return roots
+
+
+def list_images(folder: Path) -> tuple[Path, ...]:
+    """Image files directly inside ``folder`` (or its ``HR/`` subfolder), sorted by name."""
+    for sub in _HR_SUBFOLDERS:
+        if (folder / sub).is_dir():
+            folder = folder / sub
+            break
+    return tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+
+
+def _samples() -> Dataset:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise SrEdgeError(
+            "the embedded default images ship inside scikit-image, which is not installed: "
+            "pip install 'sr-edge[samples]' or pass --dataset with a folder of images"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    files = tuple(folder / name for name in SAMPLE_IMAGES)
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise SrEdgeError(f"scikit-image at {folder} lacks the sample images {missing}; reinstall scikit-image")
+    return Dataset(DEFAULT_DATASET, folder, files)
+
+
+def resolve_dataset(name: str | os.PathLike[str] | None = None, data_root: str | os.PathLike[str] | None = None) -> Dataset:
+    """Find a dataset by name or path; ``None`` or ``"samples"`` gives the embedded default."""
+    if name is None or str(name).lower() == DEFAULT_DATASET:
+        return _samples()
+    text = str(name)
+    canonical = _ALIASES.get(text.lower(), text)
+    direct = Path(text).expanduser()
+    candidates: list[Path] = []
+    if direct.is_dir():
+        candidates.append(direct)
+    elif os.sep in text or (os.altsep and os.altsep in text):
+        raise SrEdgeError(f"dataset folder {text} does not exist")
+    roots = search_path(data_root)
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and child.name.lower() == canonical.lower():
+                candidates.append(child)
+    if not candidates:
+        where = ", ".join(str(r) for r in roots) or "(no search path: pass --data-root or set SR_EDGE_DATA)"
+        raise SrEdgeError(f"dataset {text!r} not found in {where}; pass --data-root or a folder path")
+    folder = candidates[0]
+    files = list_images(folder)
+    if not files:
+        raise SrEdgeError(f"dataset folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    display = canonical if not direct.is_dir() else folder.name
+    return Dataset(display, folder, files)
+
+
+def resolve_datasets(names: Sequence[str] | None, data_root: str | os.PathLike[str] | None = None) -> list[Dataset]:
+    """Resolve several dataset names; no names means the embedded default."""
+    if not names:
+        return [resolve_dataset(None, data_root)]
+    return [resolve_dataset(n, data_root) for n in names]

@@ -1,0 +1,210 @@
+"""Image files in and out: PNG, JPEG, BMP, TIFF; 8- and 16-bit; grey, RGB, with alpha.
+
+Images are numpy arrays H x W x C, C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA),
+dtype uint8 or uint16 as stored in the file. Pillow silently reduces 16-bit colour PNG and
+TIFF files to 8 bits, so those go through pypng / tifffile instead. Writing is atomic
+(temp file + rename), so a failed write never leaves a half-written file in place of the
+user's.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SrEdgeError, one_line
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise SrEdgeError(f"{path}: no such file")
+    if path.is_dir():
+        raise SrEdgeError(f"{path}: is a directory, expected an image file")
+    if path.stat().st_size == 0:
+        raise SrEdgeError(f"{path}: file is empty (0 bytes), not an image")
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) == 26 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        return head[24]
+    return None
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    import png  # pypng: a core dependency, pure Python
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except (png.Error, ValueError, OSError, EOFError) as e:
+        raise SrEdgeError(f"{path}: truncated or corrupt PNG ({one_line(str(e))})") from None
+    return data.reshape(height, width, info["planes"])
+
+
+def _from_pillow(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.format == "TIFF" and _tiff_is_multichannel_16bit(im):
+                return _read_tiff16(path)
+            im = ImageOps.exif_transpose(im) if im.format == "JPEG" else im
+            return _pillow_to_array(path, im)
+    except UnidentifiedImageError:
+        if _is_tiff(path):  # e.g. 16-bit grey + alpha, which Pillow cannot open
+            return _read_tiff16(path)
+        raise SrEdgeError(f"{path}: not a readable image (expected PNG, JPEG, BMP or TIFF)") from None
+    except Image.DecompressionBombError as e:
+        raise SrEdgeError(f"{path}: image is too large to read safely ({one_line(str(e))})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise SrEdgeError(f"{path}: truncated or corrupt image ({one_line(str(e))})") from None
+
+
+def _tiff_is_multichannel_16bit(im: object) -> bool:
+    tags = getattr(im, "tag_v2", {})
+    bits = tags.get(258)
+    samples = tags.get(277, 1)
+    if bits is None:
+        return False
+    first = bits[0] if isinstance(bits, tuple) else bits
+    return int(first) == 16 and int(samples) > 1
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*")
+
+
+def _read_tiff16(path: Path) -> np.ndarray:
+    try:
+        import tifffile
+    except ImportError:  # a core dependency; only a broken install lacks it
+        raise SrEdgeError(f"{path}: 16-bit colour TIFF needs tifffile: pip install tifffile") from None
+    try:
+        data = np.asarray(tifffile.imread(str(path)))
+    except Exception as e:  # tifffile raises many types for bad files
+        raise SrEdgeError(f"{path}: truncated or corrupt TIFF ({one_line(str(e))})") from None
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.dtype != np.uint16:
+        raise SrEdgeError(f"{path}: unsupported TIFF sample type {data.dtype}; save as 8- or 16-bit")
+    return data
+
+
+def _pillow_to_array(path: Path, im: object) -> np.ndarray:
+    from PIL import Image
+
+    assert isinstance(im, Image.Image)
+    mode = im.mode
+    if mode == "1":
+        im = im.convert("L")
+    elif mode in ("P", "PA"):
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        im = im.convert("RGB")
+    elif mode == "La":
+        im = im.convert("LA")
+    elif mode == "RGBa":
+        im = im.convert("RGBA")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(im).astype(np.uint16)
+    elif im.mode == "I":
+        arr = np.asarray(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise SrEdgeError(f"{path}: 32-bit integer pixels are not supported; save as 8- or 16-bit")
+        arr = arr.astype(np.uint16)
+    elif im.mode in ("L", "LA", "RGB", "RGBA"):
+        arr = np.asarray(im)
+    else:
+        raise SrEdgeError(f"{path}: unsupported pixel format {im.mode!r}; save as 8- or 16-bit grey or RGB")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return np.ascontiguousarray(arr)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file into an H x W x C uint8/uint16 array.
+
+    Raises :class:`SrEdgeError` (one line) for a missing, empty, truncated, non-image or
+    zero-size file.
+    """
+    p = Path(path)
+    _check_path(p)
+    arr = _read_png16(p) if _png_bit_depth(p) == 16 else _from_pillow(p)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise SrEdgeError(f"{p}: image has no pixels ({arr.shape[1]}x{arr.shape[0]})")
+    return arr
+
+
+def split_alpha(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Split an H x W x C image into its colour channels (1 or 3) and its alpha (or None)."""
+    if img.shape[-1] in (2, 4):
+        return img[..., :-1], img[..., -1:]
+    return img, None
+
+
+def _write_png16(f: object, img: np.ndarray) -> None:
+    import png
+
+    h, w, c = img.shape
+    writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
+    writer.write(f, img.reshape(h, w * c))
+
+
+def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95) -> Path:
+    """Write an H x W x C uint8/uint16 array; the format follows the file suffix.
+
+    The file appears atomically: on any error the previous file at ``path`` is untouched.
+    """
+    from PIL import Image
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise SrEdgeError(f"{p}: unknown image suffix {p.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4) or img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"write_image expects H x W x {{1,2,3,4}} uint8/uint16, got {img.shape} {img.dtype}")
+    channels = img.shape[-1]
+    if suffix in (".jpg", ".jpeg") and channels in (2, 4):
+        raise SrEdgeError(f"{p}: JPEG cannot store an alpha channel; write .png or .tif instead")
+    if suffix == ".bmp" and channels in (2, 4):
+        raise SrEdgeError(f"{p}: sr-edge does not write alpha to BMP; write .png or .tif instead")
+    if img.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
+        raise SrEdgeError(f"{p}: {suffix} cannot store 16-bit pixels; write .png or .tif to keep them")
+    if not p.parent.exists():
+        raise SrEdgeError(f"{p}: folder {p.parent} does not exist")
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        if img.dtype == np.uint16 and suffix == ".png":
+            with open(tmp, "wb") as f:
+                _write_png16(f, img)
+        elif img.dtype == np.uint16:
+            import tifffile
+
+            extra = {"extrasamples": ("unassalpha",)} if channels in (2, 4) else {}
+            photometric = "rgb" if channels >= 3 else "minisblack"
+            tifffile.imwrite(tmp, img if channels > 1 else img[..., 0], photometric=photometric, **extra)
+        else:
+            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+            pil = Image.fromarray(img[..., 0] if channels == 1 else img, mode=mode)
+            fmt = _FORMATS[suffix]
+            pil.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p

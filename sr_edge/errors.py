@@ -1,0 +1,26 @@
+"""Errors that reach the user as one line.
+
+Anything raised as :class:`SrEdgeError` is the user's to fix (a bad path, a bad option,
+a missing optional dependency); the CLI prints its message on one line and exits non-zero.
+Any other exception is a bug in sr-edge and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SrEdgeError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class MissingDependencyError(SrEdgeError):
+    """An optional dependency is not installed; the message names the pip extra."""
+
+    def __init__(self, what: str, extra: str, module: str | None = None) -> None:
+        detail = f" ({module} is not importable)" if module else ""
+        super().__init__(f"{what} needs an optional dependency{detail}: pip install 'sr-edge[{extra}]'")
+        self.extra = extra
+
+
+def one_line(message: str) -> str:
+    """Collapse a message onto one line (third-party errors often span several)."""
+    return " ".join(str(message).split())

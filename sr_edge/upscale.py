@@ -1,0 +1,134 @@
+"""Upscalers: anything that turns an LR image into an SR image, bicubic included.
+
+An :class:`Upscaler` takes an H x W x C image (C = 1 grey or 3 RGB; uint8, uint16 or float
+in [0, 1]) and returns the image ``scale`` times larger in the same dtype, so integer
+outputs are rounded exactly as a saved file would be. Networks only see tensors: a
+:class:`NetworkUpscaler` wraps any ``N x C x h x w -> N x C x sh x sw`` float function (a
+torch module, an ONNX Runtime / OpenVINO / TensorRT session) with the colour handling its
+model card asks for: ``rgb`` models get RGB; ``y`` models get the Y channel of MATLAB
+``rgb2ycbcr`` while Cb/Cr are upscaled with bicubic, as the classic SR papers did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from .data.color import rgb_to_ycbcr, ycbcr_to_rgb
+from .data.resize import imresize
+from .errors import SrEdgeError
+
+SCALES = (2, 3, 4)
+ColorMode = Literal["rgb", "y"]
+TensorFn = Callable[[np.ndarray], np.ndarray]
+_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def check_scale(scale: int) -> int:
+    """Validate an upscaling factor (one-line error for anything but 2, 3 or 4)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or int(scale) not in SCALES:
+        raise SrEdgeError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
+    return int(scale)
+
+
+@runtime_checkable
+class Upscaler(Protocol):
+    """LR image in, SR image out (same dtype and channel count)."""
+
+    name: str
+    scale: int
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray: ...
+
+
+def _check_lr(lr: np.ndarray) -> np.ndarray:
+    if lr.ndim == 2:
+        lr = lr[..., None]
+    if lr.ndim != 3 or lr.shape[-1] not in (1, 3):
+        raise SrEdgeError(f"expected an H x W x 1 or H x W x 3 image, got shape {lr.shape}")
+    if lr.shape[0] == 0 or lr.shape[1] == 0:
+        raise SrEdgeError(f"image has no pixels (shape {lr.shape})")
+    return lr
+
+
+def _to_unit(lr: np.ndarray) -> tuple[np.ndarray, float | None]:
+    peak = _PEAKS.get(lr.dtype)
+    if peak is not None:
+        return lr.astype(np.float32) / np.float32(peak), peak
+    if np.issubdtype(lr.dtype, np.floating):
+        return lr.astype(np.float32), None
+    raise SrEdgeError(f"unsupported pixel type {lr.dtype}; expected uint8, uint16 or float")
+
+
+def _from_unit(x: np.ndarray, peak: float | None, dtype: np.dtype) -> np.ndarray:
+    if peak is None:
+        return np.clip(x, 0.0, 1.0).astype(dtype)
+    return np.clip(np.round(x * peak), 0, peak).astype(dtype)
+
+
+class Bicubic:
+    """MATLAB bicubic upscaling: the baseline on every table."""
+
+    def __init__(self, scale: int) -> None:
+        self.name = "bicubic"
+        self.scale = check_scale(scale)
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        lr = _check_lr(lr)
+        out = imresize(lr, self.scale)
+        if np.issubdtype(lr.dtype, np.floating):
+            return np.clip(out, 0.0, 1.0).astype(lr.dtype)
+        return out
+
+
+class NetworkUpscaler:
+    """Colour handling around a network that maps N x C x h x w to N x C x sh x sw floats."""
+
+    def __init__(self, name: str, scale: int, color_mode: ColorMode, run: TensorFn) -> None:
+        if color_mode not in ("rgb", "y"):
+            raise SrEdgeError(f"colour mode must be 'rgb' or 'y', got {color_mode!r}")
+        self.name = name
+        self.scale = check_scale(scale)
+        self.color_mode: ColorMode = color_mode
+        self._run = run
+
+    def _net(self, planes: np.ndarray) -> np.ndarray:
+        """H x W x C float planes -> sH x sW x C float planes through the network."""
+        x = np.ascontiguousarray(planes.transpose(2, 0, 1)[None], dtype=np.float32)
+        y = np.asarray(self._run(x))
+        h, w = planes.shape[:2]
+        expected = (1, planes.shape[2], h * self.scale, w * self.scale)
+        if y.shape != expected:
+            raise SrEdgeError(f"{self.name}: network returned shape {y.shape}, expected {expected}")
+        return y[0].transpose(1, 2, 0)
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        lr = _check_lr(lr)
+        x, peak = _to_unit(lr)
+        grey = x.shape[-1] == 1
+        if self.color_mode == "y":
+            if grey:  # a grey image is its own Y (as in the evaluation protocol)
+                out = self._net(x)
+            else:
+                ycc = rgb_to_ycbcr(x)
+                y = self._net(ycc[..., :1].astype(np.float32))
+                cbcr = imresize(ycc[..., 1:], self.scale)
+                out = ycbcr_to_rgb(np.concatenate([y.astype(np.float64), cbcr], axis=-1))
+        else:
+            out = self._net(np.repeat(x, 3, axis=-1) if grey else x)
+            if grey:
+                out = out.mean(axis=-1, keepdims=True)
+        return _from_unit(out, peak, lr.dtype)
+
+
+def upscale_image(upscaler: Upscaler, img: np.ndarray) -> np.ndarray:
+    """Upscale a full image file's pixels: alpha (if any) is resized with bicubic and kept."""
+    from .data.io import split_alpha
+
+    colour, alpha = split_alpha(img if img.ndim == 3 else img[..., None])
+    sr = upscaler(colour)
+    if alpha is None:
+        return sr
+    return np.concatenate([sr, imresize(alpha, upscaler.scale)], axis=-1)

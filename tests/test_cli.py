@@ -1,0 +1,108 @@
+"""The CLI end to end, in a subprocess: tables, JSON, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sr_edge.data import read_image, write_image
+from tests.helpers import zero_size_png
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sr_edge", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_eval_json_on_default_images() -> None:
+    proc = run_cli("eval", "bicubic", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["model"] == "bicubic" and doc["dataset"] == "samples" and doc["scale"] == 2
+    assert len(doc["images"]) == 5 and doc["psnr_y"] == pytest.approx(np.mean([i["psnr_y"] for i in doc["images"]]))
+
+
+def test_eval_several_datasets_and_scales_one_table(shared_datasets: Path) -> None:
+    proc = run_cli("eval", "bicubic", "--dataset", "Set5", "Set14", "--scale", "2", "4", "--data-root", shared_datasets / "eval")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| bicubic")]
+    assert len(rows) == 4
+    assert "| Set5    | x2    | 5      | 33.67" in proc.stdout
+
+
+@pytest.fixture
+def bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    good = write_image(tmp_path / "good.png", np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = good.read_bytes()
+    (tmp_path / "text.png").write_text("not an image\n")
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    zero_size_png(tmp_path / "zero.png")
+    write_image(tmp_path / "tiny.png", np.zeros((2, 3, 3), np.uint8))
+    return {
+        "text": tmp_path / "text.png",
+        "truncated": tmp_path / "truncated.png",
+        "zero": tmp_path / "zero.png",
+        "missing": tmp_path / "missing.png",
+        "tiny": tmp_path / "tiny.png",
+    }
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated", "zero", "missing"])
+def test_upscale_bad_image_one_line(tmp_path: Path, bad_inputs: dict[str, Path], kind: str) -> None:
+    proc = run_cli("upscale", "bicubic", bad_inputs[kind], "--out", tmp_path / "out.png")
+    assert_one_line_error(proc, bad_inputs[kind].name)
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated", "zero", "tiny"])
+def test_eval_dataset_with_bad_image_one_line(tmp_path: Path, bad_inputs: dict[str, Path], kind: str) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    bad_inputs[kind].rename(folder / bad_inputs[kind].name)
+    proc = run_cli("eval", "bicubic", "--dataset", folder, "--scale", "4")
+    assert_one_line_error(proc, bad_inputs[kind].name)
+
+
+@pytest.mark.parametrize("scale", ["0", "7", "two"])
+def test_bad_scale_one_line(scale: str) -> None:
+    assert_one_line_error(run_cli("eval", "bicubic", "--scale", scale), "scale")
+
+
+def test_missing_dataset_and_model_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("eval", "bicubic", "--dataset", tmp_path / "nope"), "does not exist")
+    assert_one_line_error(run_cli("eval", "no-such-model"), "unknown model")
+
+
+def test_upscale_keeps_alpha_and_refuses_to_overwrite(tmp_path: Path, photo: np.ndarray) -> None:
+    rgba = np.concatenate([photo, np.full(photo.shape[:2] + (1,), 200, np.uint8)], axis=-1)
+    src = write_image(tmp_path / "in.png", rgba)
+    out = tmp_path / "out.png"
+    proc = run_cli("upscale", "bicubic", src, "--out", out, "--scale", "3")
+    assert proc.returncode == 0, proc.stderr
+    result = read_image(out)
+    assert result.shape == (photo.shape[0] * 3, photo.shape[1] * 3, 4) and np.all(result[..., 3] == 200)
+    out.write_bytes(b"user's file")
+    assert_one_line_error(run_cli("upscale", "bicubic", src, "--out", out), "already exists")
+    assert out.read_bytes() == b"user's file"
+    assert_one_line_error(run_cli("upscale", "bicubic", src, "--out", src, "--overwrite"), "overwrite the input")
+
+
+def test_upscale_16bit_stays_16bit(tmp_path: Path, photo: np.ndarray) -> None:
+    src = write_image(tmp_path / "in16.png", photo.astype(np.uint16) * 257 + 3)
+    proc = run_cli("upscale", "bicubic", src, "--out", tmp_path / "out16.png")
+    assert proc.returncode == 0, proc.stderr
+    out = read_image(tmp_path / "out16.png")
+    assert out.dtype == np.uint16 and np.any(out % 257 != 0)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sr_edge.data.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from sr_edge.metrics import image_quality, psnr, shave, ssim
+
+skimage_metrics = pytest.importorskip("skimage.metrics")
+skimage_color = pytest.importorskip("skimage.color")
+
+
+def test_y_matches_matlab_constants() -> None:
+    # MATLAB: rgb2ycbcr(im2double(uint8([255 0 0]))) -> Y = 81.481/255 (+16/255)
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]]], dtype=np.uint8)
+    y = rgb_to_y(rgb)
+    assert np.allclose(y[0], [16 + 65.481, 16 + 128.553, 16 + 24.966, 235.0, 16.0])
+
+
+def test_y_agrees_with_scikit_image(rng: np.random.Generator) -> None:
+    img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    theirs = skimage_color.rgb2ycbcr(img)[..., 0]  # same BT.601 studio-range definition
+    assert np.allclose(rgb_to_y(img), theirs, atol=1e-6)
+
+
+def test_grey_is_its_own_y() -> None:
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4, 1)
+    assert np.array_equal(rgb_to_y(grey), grey[..., 0].astype(np.float64))
+
+
+def test_ycbcr_round_trip(rng: np.random.Generator) -> None:
+    rgb = rng.random((8, 8, 3))
+    assert np.allclose(ycbcr_to_rgb(rgb_to_ycbcr(rgb)), rgb, atol=1e-12)
+
+
+def test_psnr_known_value() -> None:
+    a = np.zeros((10, 10))
+    b = np.full((10, 10), 10.0)
+    assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 / 100))
+    assert psnr(a, a) == math.inf
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), h=st.integers(11, 40), w=st.integers(11, 40), noise=st.floats(1, 60))
+def test_psnr_ssim_agree_with_scikit_image(seed: int, h: int, w: int, noise: float) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0, 255, (h, w))
+    b = np.clip(a + rng.normal(0, noise, (h, w)), 0, 255)
+    ours_ssim = ssim(a, b)
+    theirs_ssim = skimage_metrics.structural_similarity(
+        a, b, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    assert ours_ssim == pytest.approx(theirs_ssim, abs=1e-9)
+    assert psnr(a, b) == pytest.approx(skimage_metrics.peak_signal_noise_ratio(a, b, data_range=255), abs=1e-9)
+
+
+def test_image_quality_shaves_and_uses_y(rng: np.random.Generator) -> None:
+    hr = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    sr = hr.copy()
+    sr[:2] = 0  # damage only the border that x2 shaves
+    q = image_quality(sr, hr, border=2, rgb=True)
+    assert q.psnr_y == math.inf and q.ssim_y == pytest.approx(1.0) and q.psnr_rgb == math.inf
+    sr[20, 20] = 0
+    assert image_quality(sr, hr, border=2).psnr_y < 100
+
+
+def test_shave() -> None:
+    assert shave(np.zeros((10, 12)), 3).shape == (4, 6)
+    assert shave(np.zeros((10, 12)), 0).shape == (10, 12)
+
+
+def test_ssim_rejects_tiny_and_mismatched() -> None:
+    with pytest.raises(ValueError):
+        ssim(np.zeros((5, 5)), np.zeros((5, 5)))
+    with pytest.raises(ValueError):
+        ssim(np.zeros((20, 20)), np.zeros((20, 21)))
