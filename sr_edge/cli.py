@@ -32,7 +32,7 @@ def _scale(text: str) -> int:
 
 def _format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"  # noqa: E731
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="PSNR/SSIM of models on datasets under the standard SR protocol")
     p.add_argument("model", nargs="+", help="bicubic, a model name[:tag], a checkpoint or a bundle folder")
-    p.add_argument("--dataset", "-d", action="extend", nargs="+", help="Set5, Set14, B100, ... or a folder (default: samples)")
+    p.add_argument(
+        "--dataset", "-d", action="extend", nargs="+", help="Set5, Set14, B100, ... or a folder (default: samples)"
+    )
     p.add_argument("--scale", "-s", action="extend", nargs="+", type=_scale, help="2, 3 or 4 (default 2)")
     p.add_argument("--data-root", help="folder holding dataset folders (searched first)")
     p.add_argument("--rgb", action="store_true", help="also report PSNR over RGB")

@@ -86,7 +86,13 @@ def evaluate(upscaler: Upscaler, dataset: Dataset, rgb: bool = False, progress: 
     scale = upscaler.scale
     scores: list[ImageScore] = []
     pairs = iter_pairs(dataset, scale)
-    bar = tqdm(pairs, total=len(dataset), desc=f"{upscaler.name} {dataset.name} x{scale}", disable=None if progress else True, leave=False)
+    bar = tqdm(
+        pairs,
+        total=len(dataset),
+        desc=f"{upscaler.name} {dataset.name} x{scale}",
+        disable=None if progress else True,
+        leave=False,
+    )
     for name, hr, lr in bar:
         if min(hr.shape[:2]) - 2 * scale < 11:
             raise SrEdgeError(f"{name}: image ({hr.shape[1]}x{hr.shape[0]}) is too small to evaluate at x{scale}")

@@ -15,7 +15,9 @@ from tests.helpers import zero_size_png
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sr_edge", *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sr_edge", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -36,7 +38,9 @@ def test_eval_json_on_default_images() -> None:
 
 
 def test_eval_several_datasets_and_scales_one_table(shared_datasets: Path) -> None:
-    proc = run_cli("eval", "bicubic", "--dataset", "Set5", "Set14", "--scale", "2", "4", "--data-root", shared_datasets / "eval")
+    proc = run_cli(
+        "eval", "bicubic", "--dataset", "Set5", "Set14", "--scale", "2", "4", "--data-root", shared_datasets / "eval"
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| bicubic")]
     assert len(rows) == 4
@@ -87,7 +91,7 @@ def test_missing_dataset_and_model_one_line(tmp_path: Path) -> None:
 
 
 def test_upscale_keeps_alpha_and_refuses_to_overwrite(tmp_path: Path, photo: np.ndarray) -> None:
-    rgba = np.concatenate([photo, np.full(photo.shape[:2] + (1,), 200, np.uint8)], axis=-1)
+    rgba = np.concatenate([photo, np.full((*photo.shape[:2], 1), 200, np.uint8)], axis=-1)
     src = write_image(tmp_path / "in.png", rgba)
     out = tmp_path / "out.png"
     proc = run_cli("upscale", "bicubic", src, "--out", out, "--scale", "3")

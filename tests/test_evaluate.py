@@ -54,7 +54,15 @@ def test_evaluate_uses_the_upscaler_output(tmp_path: Path, photo: np.ndarray) ->
     ds = resolve_dataset(tmp_path)
     noise = np.random.default_rng(0)
     clean = evaluate(NetworkUpscaler("clean", 2, "rgb", _bicubic_tensor), ds)
-    worse = evaluate(NetworkUpscaler("noisy", 2, "rgb", lambda x: _bicubic_tensor(x) + noise.normal(0, 0.05, (1, 3, *[2 * d for d in x.shape[2:]]))), ds)
+    worse = evaluate(
+        NetworkUpscaler(
+            "noisy",
+            2,
+            "rgb",
+            lambda x: _bicubic_tensor(x) + noise.normal(0, 0.05, (1, 3, *[2 * d for d in x.shape[2:]])),
+        ),
+        ds,
+    )
     assert clean.psnr_y == pytest.approx(evaluate(Bicubic(2), ds).psnr_y, abs=0.05)
     assert worse.psnr_y < clean.psnr_y - 2
 

@@ -87,7 +87,9 @@ def _samples() -> Dataset:
     return Dataset(DEFAULT_DATASET, folder, files)
 
 
-def resolve_dataset(name: str | os.PathLike[str] | None = None, data_root: str | os.PathLike[str] | None = None) -> Dataset:
+def resolve_dataset(
+    name: str | os.PathLike[str] | None = None, data_root: str | os.PathLike[str] | None = None
+) -> Dataset:
     """Find a dataset by name or path; ``None`` or ``"samples"`` gives the embedded default."""
     if name is None or str(name).lower() == DEFAULT_DATASET:
         return _samples()

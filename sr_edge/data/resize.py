@@ -44,7 +44,7 @@ def _weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> 
     x = np.arange(1, out_len + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - kernel_width / 2)
-    taps = int(math.ceil(kernel_width)) + 2
+    taps = math.ceil(kernel_width) + 2
     indices = left[:, None] + np.arange(taps)[None, :]
     weights = kernel(u[:, None] - indices)
     weights /= weights.sum(axis=1, keepdims=True)
