@@ -58,8 +58,8 @@ def _from_pillow(path: Path) -> np.ndarray:
             im.load()
             if im.format == "TIFF" and _tiff_is_multichannel_16bit(im):
                 return _read_tiff16(path)
-            im = ImageOps.exif_transpose(im) if im.format == "JPEG" else im
-            return _pillow_to_array(path, im)
+            upright = ImageOps.exif_transpose(im) if im.format == "JPEG" else im
+            return _pillow_to_array(path, upright)
     except UnidentifiedImageError:
         if _is_tiff(path):  # e.g. 16-bit grey + alpha, which Pillow cannot open
             return _read_tiff16(path)
@@ -195,9 +195,12 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
         elif img.dtype == np.uint16:
             import tifffile
 
-            extra = {"extrasamples": ("unassalpha",)} if channels in (2, 4) else {}
-            photometric = "rgb" if channels >= 3 else "minisblack"
-            tifffile.imwrite(tmp, img if channels > 1 else img[..., 0], photometric=photometric, **extra)
+            tifffile.imwrite(
+                tmp,
+                img if channels > 1 else img[..., 0],
+                photometric="rgb" if channels >= 3 else "minisblack",
+                extrasamples=("unassalpha",) if channels in (2, 4) else None,
+            )
         else:
             mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
             pil = Image.fromarray(img[..., 0] if channels == 1 else img, mode=mode)
