@@ -97,6 +97,76 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_options(pairs: Sequence[str] | None) -> tuple[tuple[str, object], ...]:
+    import ast
+
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SrEdgeError(f"--model-option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = ast.literal_eval(value)  # literals only: numbers, strings, booleans
+        except (ValueError, SyntaxError):
+            options[key] = value
+    return tuple(sorted(options.items()))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import PerceptualConfig, TrainConfig, train
+
+    perceptual = None
+    if args.gan or args.perceptual_weights:
+        perceptual = PerceptualConfig(vgg_weights=args.perceptual_weights or "", discriminator=args.discriminator)
+        from .train.gan import load_vgg19
+
+        load_vgg19(args.perceptual_weights)  # fail now, before loading data, if the file is absent or bad
+    config = TrainConfig(
+        model=args.model,
+        scale=args.scale,
+        data=tuple(args.data),
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr,
+        lr_min=args.lr_min,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        loss=args.loss,
+        augment=not args.no_augment,
+        scale_augment=tuple(args.scale_augment),
+        val_fraction=args.val_fraction,
+        val_every=args.val_every,
+        ckpt_every=args.ckpt_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        init=args.init,
+        skip_small=args.skip_small,
+        data_root=args.data_root,
+        model_options=_model_options(args.model_option),
+        perceptual=perceptual,
+    )
+    from .models import model_card
+
+    model_card(config.model)  # unknown names fail before any data is read
+    result = train(config, resume=args.resume)
+    if result.interrupted:
+        print(
+            f"sr-edge: interrupted at step {result.step}; continue with the same command plus --resume", file=sys.stderr
+        )
+        print(result.last)
+        return 130
+    val = f", held-out PSNR-Y {result.val_psnr:.2f} dB" if result.val_psnr is not None else ""
+    print(
+        f"trained {config.model} x{config.scale} to step {result.step} in {result.seconds:.0f} s{val}", file=sys.stderr
+    )
+    print(result.last)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sr-edge", description="Super-resolution from training to edge deployment.")
     parser.add_argument("--version", action="version", version=f"sr-edge {__version__}")
@@ -120,6 +190,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", "-s", type=_scale, default=2, help="2, 3 or 4 (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("train", help="train a zoo model on folders of HR images")
+    p.add_argument("model", help="registered model name (see sr-edge models)")
+    p.add_argument("--scale", "-s", type=_scale, required=True)
+    p.add_argument(
+        "--data", nargs="+", default=["T91", "BSD200"], help="HR image folders or names (default: T91 BSD200)"
+    )
+    p.add_argument("--data-root", help="folder holding training folders (searched first)")
+    p.add_argument("--out", "-o", required=True, help="run folder (checkpoints, log.jsonl)")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch-size", type=int, default=32, help="LR patch side (HR patch = this x scale)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-min", type=float, default=1e-6)
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--loss", choices=["l1", "l2", "charbonnier"], default="l1")
+    p.add_argument("--no-augment", action="store_true", help="no flips/rotations")
+    p.add_argument(
+        "--scale-augment", type=float, nargs="+", default=[1.0], help="HR downscale factors, e.g. 1 0.9 0.8 0.7 0.6"
+    )
+    p.add_argument("--val-fraction", type=float, default=0.05, help="share of images held out for validation")
+    p.add_argument("--val-every", type=int, default=2000)
+    p.add_argument("--ckpt-every", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--init", help="checkpoint to fine-tune from (tensors whose name and shape fit are copied)")
+    p.add_argument("--skip-small", action="store_true", help="skip images smaller than the HR patch instead of failing")
+    p.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="architecture option, e.g. features=32")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--gan", action="store_true", help="perceptual + adversarial fine-tuning (RGB models)")
+    p.add_argument("--perceptual-weights", help="local torchvision VGG19 state dict for the perceptual loss")
+    p.add_argument("--discriminator", choices=["unet", "vgg"], default="unet")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -49,8 +49,8 @@ def shared_root() -> Path | None:
     return None
 
 
-def search_path(data_root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Folders searched for dataset names, in order."""
+def search_path(data_root: str | os.PathLike[str] | None = None, split: str = "eval") -> list[Path]:
+    """Folders searched for dataset names, in order (``split`` picks ``eval`` or ``train``)."""
     roots: list[Path] = []
     if data_root is not None:
         roots.append(Path(data_root))
@@ -59,7 +59,7 @@ def search_path(data_root: str | os.PathLike[str] | None = None) -> list[Path]:
         roots.extend(Path(p) for p in env.split(os.pathsep) if p)
     shared = shared_root()
     if shared is not None:
-        roots.append(shared / "eval")
+        roots.append(shared / split)
     return roots
 
 
@@ -88,9 +88,14 @@ def _samples() -> Dataset:
 
 
 def resolve_dataset(
-    name: str | os.PathLike[str] | None = None, data_root: str | os.PathLike[str] | None = None
+    name: str | os.PathLike[str] | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    split: str = "eval",
 ) -> Dataset:
-    """Find a dataset by name or path; ``None`` or ``"samples"`` gives the embedded default."""
+    """Find a dataset by name or path; ``None`` or ``"samples"`` gives the embedded default.
+
+    ``split="train"`` searches ``../shared/datasets/train`` (T91, BSD200) instead of ``eval``.
+    """
     if name is None or str(name).lower() == DEFAULT_DATASET:
         return _samples()
     text = str(name)
@@ -101,7 +106,7 @@ def resolve_dataset(
         candidates.append(direct)
     elif os.sep in text or (os.altsep and os.altsep in text):
         raise SrEdgeError(f"dataset folder {text} does not exist")
-    roots = search_path(data_root)
+    roots = search_path(data_root, split)
     for root in roots:
         if not root.is_dir():
             continue

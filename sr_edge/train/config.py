@@ -1,0 +1,121 @@
+"""Training options: one frozen, validated dataclass (no dicts of strings)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import SrEdgeError
+from ..upscale import check_scale
+
+Loss = Literal["l1", "l2", "charbonnier"]
+Schedule = Literal["cosine", "step", "constant"]
+
+
+@dataclass(frozen=True)
+class PerceptualConfig:
+    """ESRGAN-style fine-tuning: L1 + VGG19 feature loss + relativistic adversarial loss."""
+
+    vgg_weights: str
+    pixel_weight: float = 0.01
+    perceptual_weight: float = 1.0
+    adversarial_weight: float = 0.005
+    discriminator: Literal["unet", "vgg"] = "unet"
+    disc_lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("pixel_weight", "perceptual_weight", "adversarial_weight", "disc_lr"):
+            if getattr(self, name) < 0:
+                raise SrEdgeError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.discriminator not in ("unet", "vgg"):
+            raise SrEdgeError(f"discriminator must be 'unet' or 'vgg', got {self.discriminator!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; a run is reproducible from it and its seed."""
+
+    model: str
+    scale: int
+    data: tuple[str, ...]
+    out: str
+    steps: int = 100_000
+    batch_size: int = 16
+    patch_size: int = 32  # LR patch side; the HR patch is patch_size * scale
+    lr: float = 1e-3
+    lr_min: float = 1e-6
+    schedule: Schedule = "cosine"
+    warmup_steps: int = 0
+    loss: Loss = "l1"
+    augment: bool = True  # flips and 90-degree rotations
+    scale_augment: tuple[float, ...] = (1.0,)  # extra HR copies downscaled by these factors
+    val_fraction: float = 0.05
+    val_every: int = 2000
+    ckpt_every: int = 1000
+    log_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    init: str | None = None
+    skip_small: bool = False
+    data_root: str | None = None
+    model_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    perceptual: PerceptualConfig | None = None
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale)
+        if not self.data:
+            raise SrEdgeError("no training data given; pass --data with one or more image folders")
+        positive = ("steps", "batch_size", "patch_size", "val_every", "ckpt_every", "log_every")
+        for name in positive:
+            if int(getattr(self, name)) <= 0:
+                raise SrEdgeError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.lr < 1 or not 0 <= self.lr_min <= self.lr:
+            raise SrEdgeError(
+                f"learning rates must satisfy 0 <= lr_min <= lr < 1, got lr={self.lr}, lr_min={self.lr_min}"
+            )
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise SrEdgeError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
+        if self.loss not in ("l1", "l2", "charbonnier"):
+            raise SrEdgeError(f"loss must be l1, l2 or charbonnier, got {self.loss!r}")
+        if not 0 <= self.val_fraction < 0.5:
+            raise SrEdgeError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+        if any(not 0.2 <= f <= 1.0 for f in self.scale_augment) or 1.0 not in self.scale_augment:
+            raise SrEdgeError(f"scale_augment factors must lie in [0.2, 1] and include 1.0, got {self.scale_augment}")
+        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
+            raise SrEdgeError(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise SrEdgeError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.threads is not None and self.threads <= 0:
+            raise SrEdgeError(f"threads must be positive, got {self.threads}")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_options)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model_options"] = self.options
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SrEdgeError(f"unknown training option(s) {unknown} in checkpoint or config")
+        d = dict(d)
+        d["data"] = tuple(d["data"])
+        d["scale_augment"] = tuple(d.get("scale_augment", (1.0,)))
+        d["model_options"] = tuple(sorted(dict(d.get("model_options") or {}).items()))
+        if d.get("perceptual") is not None:
+            d["perceptual"] = PerceptualConfig(**d["perceptual"])
+        return cls(**d)
+
+    # Fields that may change between a run and its resumption without changing its result.
+    RESUMABLE_CHANGES = ("val_every", "ckpt_every", "log_every", "device", "threads")
+
+    def resume_conflicts(self, other: TrainConfig) -> list[str]:
+        a, b = self.to_json(), other.to_json()
+        return sorted(k for k in a if k not in self.RESUMABLE_CHANGES and a[k] != b[k])
