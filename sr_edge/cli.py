@@ -226,7 +226,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perceptual-weights", help="local torchvision VGG19 state dict for the perceptual loss")
     p.add_argument("--discriminator", choices=["unet", "vgg"], default="unet")
     p.set_defaults(func=cmd_train)
+
+    for module_name in _VERB_MODULES:
+        _add_verbs(module_name, sub)
     return parser
+
+
+# Stage modules that add their own verbs: each defines ``add_commands(subparsers)`` whose
+# parsers set ``func``. Listed by name, imported lazily (their heavy imports stay inside
+# the command functions).
+_VERB_MODULES = ("sr_edge.export.cli", "sr_edge.backends.cli", "sr_edge.bench.cli")
+
+
+def _add_verbs(module_name: str, sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and module_name.startswith(e.name):
+            return  # stage not built yet
+        raise
+    module.add_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
