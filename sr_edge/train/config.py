@@ -113,8 +113,9 @@ class TrainConfig:
             d["perceptual"] = PerceptualConfig(**d["perceptual"])
         return cls(**d)
 
-    # Fields that may change between a run and its resumption without changing its result.
-    RESUMABLE_CHANGES = ("val_every", "ckpt_every", "log_every", "device", "threads")
+    # Fields that may change when a run is resumed. All but ``steps`` leave the result
+    # unchanged; a new ``steps`` extends (or shortens) the run and stretches the schedule.
+    RESUMABLE_CHANGES = ("val_every", "ckpt_every", "log_every", "device", "threads", "steps")
 
     def resume_conflicts(self, other: TrainConfig) -> list[str]:
         a, b = self.to_json(), other.to_json()
