@@ -167,6 +167,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import create_model, list_models, model_card, model_stats, shipped_card
+
+    names = args.names or list_models()
+    headers = ["model", "family", "colour", "scale", "params", "MACs/out px", "GMACs 720p out", "shipped"]
+    headers += [f"{d} PSNR/SSIM" for d in ("Set5", "Set14", "B100")]
+    rows = []
+    payload = []
+    for name in names:
+        card = model_card(name)
+        for scale in args.scale or [2, 3, 4]:
+            stats = model_stats(create_model(name, scale).deploy(), card.channels, scale)
+            shipped = shipped_card(name, scale)
+            quality = (shipped or {}).get("quality", {})
+            cells = [
+                f"{quality[d]['psnr_y']:.2f} / {quality[d]['ssim_y']:.4f}" if d in quality else "-"
+                for d in ("Set5", "Set14", "B100")
+            ]
+            rows.append(
+                [name, card.family, card.color_mode, f"x{scale}", f"{stats.params:,}",
+                 f"{stats.macs_per_output_pixel:,.0f}", f"{stats.gmacs(1280, 720):.2f}", "yes" if shipped else "-", *cells]
+            )  # fmt: skip
+            payload.append(
+                {"model": name, "family": card.family, "color_mode": card.color_mode, "scale": scale,
+                 "params": stats.params, "macs_per_output_pixel": stats.macs_per_output_pixel,
+                 "shipped": shipped is not None, "quality": quality}
+            )  # fmt: skip
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(_format_table(headers, rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sr-edge", description="Super-resolution from training to edge deployment.")
     parser.add_argument("--version", action="version", version=f"sr-edge {__version__}")
@@ -226,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perceptual-weights", help="local torchvision VGG19 state dict for the perceptual loss")
     p.add_argument("--discriminator", choices=["unet", "vgg"], default="unet")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="the model zoo: params, MACs, shipped weights and their measured quality")
+    p.add_argument("names", nargs="*", help="models to list (default: all)")
+    p.add_argument("--scale", "-s", action="extend", nargs="+", type=_scale, help="scales (default 2 3 4)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
 
     for module_name in _VERB_MODULES:
         _add_verbs(module_name, sub)

@@ -17,7 +17,16 @@ MODELS = list_models()
 
 
 def test_registry_lists_the_zoo() -> None:
-    for name in ["srcnn", "fsrcnn", "espcn", "edsr-baseline", "edsr-small", "rrdbnet", "srvggnet-compact", "ecbsr-m4c16"]:
+    for name in [
+        "srcnn",
+        "fsrcnn",
+        "espcn",
+        "edsr-baseline",
+        "edsr-small",
+        "rrdbnet",
+        "srvggnet-compact",
+        "ecbsr-m4c16",
+    ]:
         assert name in MODELS
 
 

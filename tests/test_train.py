@@ -137,7 +137,16 @@ def test_two_process_ddp_matches_one_process(image_folder: Path, tmp_path: Path)
     """torchrun with 2 CPU processes (gloo) trains the same model as one process."""
     args = _train_args(image_folder, tmp_path / "ddp", 12)
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sr_edge", *map(str, args)],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "sr_edge",
+            *map(str, args),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

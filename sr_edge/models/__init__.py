@@ -6,7 +6,17 @@ name so the registry is complete and explicit.
 
 from . import classic, ecbsr, edsr, esrgan  # noqa: F401  (registration side effects)
 from .profile import ModelStats, count_params, model_stats
-from .registry import ModelCard, SRModel, create_model, list_models, load_state, model_card, register_model
+from .registry import (
+    ModelCard,
+    SRModel,
+    create_model,
+    list_models,
+    load_state,
+    model_card,
+    register_model,
+    shipped_card,
+    shipped_scales,
+)
 
 __all__ = [
     "ModelCard",
@@ -19,4 +29,6 @@ __all__ = [
     "model_card",
     "model_stats",
     "register_model",
+    "shipped_card",
+    "shipped_scales",
 ]

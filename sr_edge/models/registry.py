@@ -101,6 +101,17 @@ def shipped_scales(name: str) -> list[int]:
     return sorted(model_card(name).weights)
 
 
+def shipped_card(name: str, scale: int) -> dict[str, Any] | None:
+    """The measured card (JSON) of shipped weights, or None when none ship for ``scale``."""
+    import json
+
+    card = model_card(name)
+    if scale not in card.weights:
+        return None
+    path = card.weights_file(scale).with_suffix(".json")
+    return dict(json.loads(path.read_text())) if path.is_file() else None
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

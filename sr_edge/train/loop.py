@@ -32,7 +32,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.datasets import Dataset
 from ..errors import SrEdgeError
 from ..evaluate import evaluate
-from ..models import create_model, load_state, model_card
+from ..models import create_model, list_models, load_state, model_card
 from ..upscale import NetworkUpscaler
 from .config import TrainConfig
 from .data import PatchSampler, split_validation, training_files
@@ -112,8 +112,17 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _init_from(model: nn.Module, path: str, model_name: str) -> dict[str, int]:
-    """Fine-tuning start: copy every tensor of ``path`` whose name and shape fit."""
+def _init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict[str, int]:
+    """Fine-tuning start: copy every tensor of ``path`` whose name and shape fit.
+
+    ``path`` is a checkpoint file, or a registered model name meaning its shipped weights
+    for ``scale`` (``--init ecbsr-m4c16`` to adapt the shipped model to one's own images).
+    """
+    if not Path(path).exists() and path in list_models():
+        card = model_card(path)
+        if scale not in card.weights:
+            raise SrEdgeError(f"--init {path}: no shipped weights for x{scale}")
+        path = str(card.weights_file(scale))
     ckpt = load_checkpoint(path)
     if model_card(ckpt.model).family != model_card(model_name).family:
         raise SrEdgeError(f"{path}: holds a {ckpt.model} model; cannot initialise a {model_name} from it")
@@ -226,7 +235,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             start_step = int(ckpt.meta["step"])
             best_val = ckpt.meta.get("best_val_psnr_y")
         elif config.init:
-            init_info = _init_from(model, config.init, config.model)
+            init_info = _init_from(model, config.init, config.model, config.scale)
         model.to(device)
 
         files = training_files(config.data, config.data_root)
