@@ -187,7 +187,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             ]
             rows.append(
                 [name, card.family, card.color_mode, f"x{scale}", f"{stats.params:,}",
-                 f"{stats.macs_per_output_pixel:,.0f}", f"{stats.gmacs(1280, 720):.2f}", "yes" if shipped else "-", *cells]
+                 f"{stats.macs_per_output_pixel:,.0f}", f"{stats.gmacs(1280, 720):.2f}",
+                 "yes" if shipped else "-", *cells]
             )  # fmt: skip
             payload.append(
                 {"model": name, "family": card.family, "color_mode": card.color_mode, "scale": scale,

@@ -120,7 +120,7 @@ def test_ctrl_c_then_resume_equals_uninterrupted(image_folder: Path, tmp_path: P
             run.send_signal(signal.SIGINT)
             break
         time.sleep(0.02)
-    out, err = run.communicate(timeout=300)
+    _, err = run.communicate(timeout=300)
     assert run.returncode == 130, err
     assert "resume" in err and "Traceback" not in err
     stopped_at = json.loads((tmp_path / "cut" / "last.json").read_text())["step"]
