@@ -110,3 +110,11 @@ def test_upscale_16bit_stays_16bit(tmp_path: Path, photo: np.ndarray) -> None:
     assert proc.returncode == 0, proc.stderr
     out = read_image(tmp_path / "out16.png")
     assert out.dtype == np.uint16 and np.any(out % 257 != 0)
+
+
+def test_eval_bad_checkpoints_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_text("not a checkpoint")
+    assert_one_line_error(run_cli("eval", garbage), "garbage.safetensors")
+    assert_one_line_error(run_cli("eval", tmp_path / "missing.safetensors"), "no such checkpoint")
