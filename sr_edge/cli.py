@@ -47,7 +47,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = []
     for spec in args.model:
         for scale in scales:
-            upscaler = create_upscaler(spec, scale)
+            upscaler = create_upscaler(spec, scale, args.backend, args.precision, args.device)
             for ds in datasets:
                 results.append(evaluate(upscaler, ds, rgb=args.rgb, progress=not args.json))
     if args.json:
@@ -82,7 +82,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     out_arg = Path(args.out)
     if len(inputs) > 1 and not out_arg.is_dir():
         raise SrEdgeError(f"--out {out_arg} must be an existing folder when upscaling several images")
-    upscaler = create_upscaler(args.model, args.scale)
+    upscaler = create_upscaler(args.model, args.scale, args.backend, args.precision, args.device)
     for src in inputs:
         dst = out_arg / f"{src.stem}_x{args.scale}{src.suffix}" if out_arg.is_dir() else out_arg
         if dst.resolve() == src.resolve():
@@ -202,6 +202,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    """How an exported bundle runs (eval and upscale)."""
+    p.add_argument("--backend", "-b", help="runtime for a bundle: ort (default), openvino, tensorrt or torch")
+    p.add_argument("--precision", help="fp32, fp16, bf16 or int8 (default: the bundle's own)")
+    p.add_argument("--device", help="cpu (default), cuda[:N], gpu, npu or auto, as the backend allows")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sr-edge", description="Super-resolution from training to edge deployment.")
     parser.add_argument("--version", action="version", version=f"sr-edge {__version__}")
@@ -216,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding dataset folders (searched first)")
     p.add_argument("--rgb", action="store_true", help="also report PSNR over RGB")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_backend_arguments(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("upscale", help="upscale image files")
@@ -224,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="output file, or a folder for several inputs")
     p.add_argument("--scale", "-s", type=_scale, default=2, help="2, 3 or 4 (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_backend_arguments(p)
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("train", help="train a zoo model on folders of HR images")

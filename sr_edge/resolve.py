@@ -36,21 +36,49 @@ def _require_torch(what: str) -> None:
         raise MissingDependencyError(what, "train", "torch")
 
 
-def create_upscaler(spec: str, scale: int) -> Upscaler:
-    """Build the upscaler that ``spec`` names, for ``scale``."""
+def _bundle_upscaler(
+    path: Path, scale: int, backend: str | None, precision: str | None, device: str | None
+) -> Upscaler:
+    """A bundle on a backend (default ort); its scale must be the one asked for."""
+    from .backends import DEFAULT_BACKEND, load_upscaler
+    from .export.bundle import read_manifest
+
+    bundle_scale = read_manifest(path).get("scale")
+    if bundle_scale != scale:
+        raise SrEdgeError(f"{path}: bundle upscales x{bundle_scale}, not x{scale}; pass --scale {bundle_scale}")
+    return load_upscaler(path, backend or DEFAULT_BACKEND, precision, device)
+
+
+def create_upscaler(
+    spec: str, scale: int, backend: str | None = None, precision: str | None = None, device: str | None = None
+) -> Upscaler:
+    """Build the upscaler that ``spec`` names, for ``scale``.
+
+    ``backend``/``precision``/``device`` choose how an exported bundle runs (default: ort,
+    the bundle's precision, cpu). Other specs run in PyTorch: only ``backend='torch'``,
+    fp32 and a torch device apply to them.
+    """
     check_scale(scale)
-    if spec.lower() == BICUBIC:
-        return Bicubic(scale)
     path = Path(spec)
+    is_bundle = spec.lower() != BICUBIC and (path.is_dir() or path.name in ("manifest.json", "model.onnx"))
+    if is_bundle:
+        return _bundle_upscaler(path, scale, backend, precision, device)
+    if backend not in (None, "torch"):
+        raise SrEdgeError(f"--backend {backend} runs exported bundles; export {spec} first with sr-edge export")
+    if precision not in (None, "fp32"):
+        raise SrEdgeError(f"--precision {precision} applies to exported bundles; {spec} runs in fp32")
+    if spec.lower() == BICUBIC:
+        if device not in (None, "cpu"):
+            raise SrEdgeError("bicubic runs on the CPU only")
+        return Bicubic(scale)
+    torch_device = device or "cpu"
     if path.suffix == ".safetensors" or (path.exists() and path.is_file() and path.suffix != ".json"):
         _require_torch(f"running checkpoint {path}")
         from .checkpoint import model_from_checkpoint
         from .models import model_card
 
         model, ckpt = model_from_checkpoint(path, scale)
-        return torch_upscaler(model, f"{ckpt.model}@{path.name}", model_card(ckpt.model).color_mode)
-    if path.is_dir() or path.name == "manifest.json":
-        raise SrEdgeError(f"{path}: bundles are not supported yet")
+        return torch_upscaler(model, f"{ckpt.model}@{path.name}", model_card(ckpt.model).color_mode, torch_device)
     name, _, tag = spec.partition(":")
     _require_torch(f"running zoo model {name!r} in PyTorch")
     from .models import create_model, model_card
@@ -59,4 +87,4 @@ def create_upscaler(spec: str, scale: int) -> Upscaler:
     if tag and tag != f"x{scale}":
         raise SrEdgeError(f"{name}: unknown weights tag {tag!r}; shipped weights are selected by --scale")
     model = create_model(name, scale, pretrained=True)
-    return torch_upscaler(model, name, card.color_mode)
+    return torch_upscaler(model, name, card.color_mode, torch_device)

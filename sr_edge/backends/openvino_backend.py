@@ -1,0 +1,143 @@
+"""OpenVINO backend: reads the bundle's ONNX directly; devices CPU, GPU, NPU or AUTO.
+
+The precision hint is always explicit: OpenVINO's CPU plugin silently runs bf16 on CPUs
+with AMX/AVX-512 BF16 (this development machine's included) unless told
+``INFERENCE_PRECISION_HINT=f32``, which would break fp32 parity with no warning. An int8
+(QDQ) bundle runs its quantised convolutions in int8 whatever the hint; the hint (f32)
+covers the rest. ``cache_dir`` turns on OpenVINO's compiled-model cache (GPU/NPU
+compiles take seconds; the benchmark reports ``build_seconds`` with and without it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from ..errors import MissingDependencyError, SrEdgeError, one_line
+from .base import Precision, Session, Shape3, ShapeRange, _shape3, bundle_spec, precision_matches_bundle
+
+if TYPE_CHECKING:
+    from ..export.bundle import Bundle
+
+_DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
+_HINTS: dict[str, str] = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions:
+    """OpenVINO compile options.
+
+    ``threads``: ``INFERENCE_NUM_THREADS`` (``None``: OpenVINO's default).
+    ``cache_dir``: compiled-model cache folder (``None``: no cache).
+    ``performance_hint``: ``latency`` (one frame at a time, the SR use case) or ``throughput``.
+    ``static_shape``: (batch, height, width) to reshape the graph to before compiling; NPUs
+    need a static shape and GPUs compile faster with one. ``None`` keeps it dynamic.
+    """
+
+    threads: int | None = None
+    cache_dir: str | None = None
+    performance_hint: Literal["latency", "throughput"] = "latency"
+    static_shape: Shape3 | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
+            raise SrEdgeError(f"openvino threads must be a positive integer, got {self.threads!r}")
+        if self.performance_hint not in ("latency", "throughput"):
+            raise SrEdgeError(f"openvino performance_hint must be latency or throughput, got {self.performance_hint!r}")
+        if self.static_shape is not None:
+            object.__setattr__(self, "static_shape", _shape3(self.static_shape, "openvino static_shape"))
+
+
+def _import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependencyError("the openvino backend", "openvino", "openvino") from None
+    return openvino
+
+
+def _ov_device(device: str, core: Any) -> str:
+    name = _DEVICES.get(device.lower())
+    if name is None:
+        raise SrEdgeError(f"openvino device must be one of {', '.join(_DEVICES)}, got {device!r}")
+    have = list(core.available_devices)
+    if name != "AUTO" and not any(d.split(".")[0] == name for d in have):
+        raise SrEdgeError(f"openvino device {name} is not available here (available: {', '.join(have) or 'none'})")
+    return name
+
+
+class OpenVinoSession(Session):
+    """A bundle compiled by OpenVINO."""
+
+    def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OpenVinoOptions) -> None:
+        ov = _import_openvino()
+        core = ov.Core()
+        ov_device = _ov_device(device, core)
+        shapes = None
+        if options.static_shape is not None:
+            shapes = ShapeRange(options.static_shape, options.static_shape, options.static_shape)
+        super().__init__("openvino", bundle, bundle_spec(bundle, shapes), precision, ov_device)
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": _HINTS[precision],
+            "PERFORMANCE_HINT": options.performance_hint.upper(),
+        }
+        if options.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = int(options.threads)
+        started = time.perf_counter()
+        try:
+            if options.cache_dir is not None:
+                core.set_property({"CACHE_DIR": str(options.cache_dir)})
+            if options.static_shape is None:
+                # Compiling from the path lets a cache hit skip reading the model.
+                compiled = core.compile_model(str(bundle.onnx_path), ov_device, config)
+            else:
+                model = core.read_model(str(bundle.onnx_path))
+                n, h, w = options.static_shape
+                model.reshape({model.inputs[0]: ov.PartialShape([n, bundle.channels, h, w])})
+                compiled = core.compile_model(model, ov_device, config)
+        except SrEdgeError:
+            raise
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line text
+            raise SrEdgeError(f"OpenVINO could not compile {bundle.onnx_path}: {one_line(str(e))[:300]}") from None
+        self.build_seconds = time.perf_counter() - started
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self.execution_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        try:
+            self._request.infer({0: x}, share_inputs=True)
+            # The output tensor is the request's own buffer, reused by the next call: copy it.
+            return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        except Exception as e:
+            raise SrEdgeError(f"{self.name}: OpenVINO inference failed: {one_line(str(e))[:300]}") from None
+
+    def _release(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+class OpenVinoBackend:
+    """OpenVINO (``pip install 'sr-edge[openvino]'``)."""
+
+    name: ClassVar[str] = "openvino"
+    extra: ClassVar[str] = "openvino"
+    options_type: ClassVar[type[Any]] = OpenVinoOptions
+    precisions: ClassVar[tuple[Precision, ...]] = ("fp32", "fp16", "bf16", "int8")
+    default_device: ClassVar[str] = "cpu"
+
+    def available(self) -> bool:
+        """True when openvino imports."""
+        try:
+            _import_openvino()
+        except MissingDependencyError:
+            return False
+        return True
+
+    def open(self, bundle: Bundle, precision: Precision, device: str, options: OpenVinoOptions) -> OpenVinoSession:
+        """Compile the bundle's ONNX for ``device`` with an explicit precision hint."""
+        precision_matches_bundle(self.name, bundle, precision, self.precisions)
+        return OpenVinoSession(bundle, precision, device, options)

@@ -1,0 +1,160 @@
+"""ONNX Runtime backend: CPUExecutionProvider everywhere; CUDA / TensorRT providers on a GPU.
+
+ONNX Runtime is a core dependency (it also measures the exported graph at export time),
+so this backend is always available. Device ``cpu`` uses the CPU provider only, so a
+number measured with it is a CPU number; ``cuda`` puts ORT's TensorRT provider (when
+present and ``tensorrt_ep``) ahead of the CUDA provider, with CPU as fallback for
+unsupported nodes; ``auto`` picks ``cuda`` when the CUDA provider is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from ..errors import SrEdgeError, one_line
+from .base import Precision, Session, bundle_spec, precision_matches_bundle
+
+if TYPE_CHECKING:
+    from ..export.bundle import Bundle
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """ONNX Runtime session options.
+
+    ``threads``: intra-op threads (``None``: ORT's default, one per physical core).
+    ``graph_optimization``: ORT's graph optimisation level (``all`` fuses Conv+activation
+    and reorders layouts; ``disable`` runs the graph as exported, for debugging).
+    ``tensorrt_ep``: on ``cuda``, try ORT's TensorRT provider before the CUDA one.
+    """
+
+    threads: int | None = None
+    graph_optimization: GraphOptimization = "all"
+    tensorrt_ep: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
+            raise SrEdgeError(f"ort threads must be a positive integer, got {self.threads!r}")
+        if self.graph_optimization not in ("disable", "basic", "extended", "all"):
+            raise SrEdgeError(
+                f"ort graph_optimization must be disable, basic, extended or all, got {self.graph_optimization!r}"
+            )
+
+
+def _providers(device: str, options: OrtOptions, precision: Precision) -> list[Any]:
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    if device == "auto":
+        device = "cuda" if "CUDAExecutionProvider" in have else "cpu"
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device in ("cuda", "gpu") or device.startswith("cuda:"):
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if "CUDAExecutionProvider" not in have:
+            raise SrEdgeError(
+                "ort device cuda needs the CUDA execution provider (pip install onnxruntime-gpu); "
+                f"available here: {', '.join(sorted(have))}"
+            )
+        providers: list[Any] = []
+        if options.tensorrt_ep and "TensorrtExecutionProvider" in have:
+            trt = {"device_id": index, "trt_fp16_enable": precision == "fp16", "trt_int8_enable": precision == "int8"}
+            providers.append(("TensorrtExecutionProvider", trt))
+        providers += [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        return providers
+    raise SrEdgeError(f"ort device must be cpu, cuda, cuda:N or auto, got {device!r}")
+
+
+def ort_session(
+    model: bytes | str | os.PathLike[str], options: OrtOptions, device: str, precision: Precision = "fp32"
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` for a graph file or serialized bytes."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    so = ort.SessionOptions()
+    so.graph_optimization_level = levels[options.graph_optimization]
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1  # one graph, one stream of convolutions: inter-op threads only add contention
+    if options.threads is not None:
+        so.intra_op_num_threads = int(options.threads)
+    so.log_severity_level = 3
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, sess_options=so, providers=_providers(device, options, precision))
+    except SrEdgeError:
+        raise
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
+        raise SrEdgeError(f"ONNX Runtime could not load the graph: {one_line(str(e))[:300]}") from None
+
+
+def ort_run_fn(
+    model: bytes | str | os.PathLike[str], options: OrtOptions, device: str, precision: Precision = "fp32"
+) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:
+    """(run function, session) for a graph: ``run(x) -> y`` on the graph's one input and output."""
+    sess = ort_session(model, options, device, precision)
+    in_name = sess.get_inputs()[0].name
+    out_name = sess.get_outputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.asarray(sess.run([out_name], {in_name: x})[0])
+
+    return run, sess
+
+
+class OrtSession(Session):
+    """A bundle on ONNX Runtime."""
+
+    def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OrtOptions) -> None:
+        super().__init__("ort", bundle, bundle_spec(bundle), precision, device)
+        started = time.perf_counter()
+        self._run, self._sess = ort_run_fn(bundle.onnx_path, options, device, precision)
+        self.build_seconds = time.perf_counter() - started
+        self.providers: tuple[str, ...] = tuple(self._sess.get_providers())
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self._run(x)
+        except Exception as e:
+            raise SrEdgeError(f"{self.name}: ONNX Runtime failed: {one_line(str(e))[:300]}") from None
+
+    def _release(self) -> None:
+        self._sess = None
+
+
+class OrtBackend:
+    """ONNX Runtime (core dependency)."""
+
+    name: ClassVar[str] = "ort"
+    extra: ClassVar[str] = ""  # onnxruntime is a core dependency: no extra to name
+    options_type: ClassVar[type[Any]] = OrtOptions
+    precisions: ClassVar[tuple[Precision, ...]] = ("fp32", "fp16", "int8")
+    default_device: ClassVar[str] = "cpu"
+
+    def available(self) -> bool:
+        """True when onnxruntime imports."""
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def open(self, bundle: Bundle, precision: Precision, device: str, options: OrtOptions) -> OrtSession:
+        """Create an ``InferenceSession`` for the bundle's graph."""
+        precision_matches_bundle(self.name, bundle, precision, self.precisions)
+        if precision == "fp16" and not (device.startswith("cuda") or device == "gpu"):
+            raise SrEdgeError("ort runs fp16 only through its TensorRT provider on a GPU (device='cuda')")
+        return OrtSession(bundle, precision, device, options)
