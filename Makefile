@@ -24,6 +24,7 @@ run: setup
 
 test: setup
 	$(PY) -m ruff check sr_edge tests
+	$(PY) -m sr_edge.backends.typecheck
 	$(PY) -m pytest -q
 
 clean:

@@ -140,6 +140,17 @@ class _Graph:
             return self.constant(node.input[0])
         return None
 
+    def weight_root(self, name: str) -> np.ndarray | None:
+        """The constant a tensor is derived from when it is a weight (a constant, or Q(constant)
+        in the Q -> DQ weight form); ``None`` for activations."""
+        value = self.constant(name)
+        if value is not None:
+            return value
+        node = self.producers.get(name)
+        if node is not None and node.op_type in ("QuantizeLinear", "Cast", "Identity"):
+            return self.weight_root(node.input[0])
+        return None
+
 
 def _check_ops(g: _Graph, problems: list[str]) -> None:
     model = g.model
@@ -208,12 +219,11 @@ def _check_qdq(g: _Graph, problems: list[str]) -> int:
         if int(_attr(node, "block_size", 0)) != 0:
             problems.append(f"{where}: block quantisation is not supported for int8 in TensorRT")
         if scale is not None and scale.size > 1:
-            data = node.input[0]
-            is_weight = g.constant(data) is not None
-            if not is_weight:
+            weight = g.weight_root(node.input[0])
+            if weight is None:
                 problems.append(f"{where}: per-channel quantisation of an activation; TensorRT wants per-tensor")
             else:
-                rank = g.constant(data).ndim  # type: ignore[union-attr]  # is_weight checked above
+                rank = weight.ndim
                 axis = int(_attr(node, "axis", 1))
                 if axis < 0:
                     axis += rank
@@ -272,8 +282,9 @@ def _dims_at(model: onnx.ModelProto, n: int, h: int, w: int) -> onnx.ModelProto:
     del fixed.graph.value_info[:]
     dims = fixed.graph.input[0].type.tensor_type.shape.dim
     for dim, v in zip((dims[0], dims[2], dims[3]), (n, h, w), strict=True):
-        dim.Clear()
-        dim.dim_value = v
+        if not dim.HasField("dim_value"):  # a static size stays as the graph has it
+            dim.Clear()
+            dim.dim_value = v
     for out in fixed.graph.output:
         for dim in out.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):

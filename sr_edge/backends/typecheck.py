@@ -32,15 +32,15 @@ from pathlib import Path
 
 PACKAGES = ("tensorrt", "tensorrt_bindings")
 TARGETS = ("sr_edge/backends", "sr_edge/export")
-_CANARY = '''
+_CANARY = """
 import tensorrt as trt
 logger = trt.Logger(trt.Logger.WARNING)
 config = trt.Builder(logger).create_builder_config()
 config.set_flag("FP16")  # must be rejected: a BuilderFlag, not a string
 ctx: trt.IExecutionContext
 ctx.execute_async_v3("stream")  # must be rejected: the stream handle is an int
-'''
-_DEF = re.compile(r"^(\s*)def (\w+)\((.*)\)(\s*->\s*.+)?:\s*$")
+"""
+_DEF = re.compile(r"^(\s*)def (\w+)\((.*)\)(\s*->\s*[^:]+)?:(.*)$")
 
 
 def _stub_dirs() -> list[Path]:
@@ -69,9 +69,10 @@ def repair_stub(text: str) -> tuple[str, int]:
             i = (e.lineno or 1) - 1
             m = _DEF.match(lines[i]) if 0 <= i < len(lines) else None
             if m is None:
-                raise SystemExit(f"typecheck: cannot repair stub line {i + 1}: {lines[i] if i < len(lines) else ''}")
-            indent, name, _, ret = m.groups()
-            lines[i] = f"{indent}def {name}(*args: typing.Any, **kwargs: typing.Any){ret or ''}:"
+                line = lines[i] if 0 <= i < len(lines) else ""
+                raise SystemExit(f"typecheck: cannot repair stub line {i + 1}: {line}") from None
+            indent, name, _, ret, tail = m.groups()
+            lines[i] = f"{indent}def {name}(*args: typing.Any, **kwargs: typing.Any){ret or ''}:{tail}"
             fixed += 1
     raise SystemExit("typecheck: too many unparsable lines in the TensorRT stubs")
 

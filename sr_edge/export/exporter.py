@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -186,9 +187,10 @@ def _quiet_exporters() -> Iterator[None]:
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)
+    sink = io.StringIO()  # a failed torch.export prints the whole graph; the error message says enough
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -260,7 +262,8 @@ def _to_onnx(net: Any, channels: int, config: ExportConfig) -> tuple[onnx.ModelP
         except Exception as e:
             if config.exporter == "dynamo":
                 raise SrEdgeError(f"the dynamo ONNX exporter failed: {one_line(str(e))[:300]}") from None
-            label = f"torch.onnx legacy (dynamo failed: {one_line(f'{type(e).__name__}: {e}')[:200]})"
+            reason = re.sub(r"\x1b\[[0-9;]*m", "", one_line(f"{type(e).__name__}: {e}"))[:200]
+            label = f"torch.onnx legacy (dynamo failed: {reason})"
     else:
         label = "torch.onnx legacy"
     try:
@@ -452,14 +455,12 @@ def export_bundle(
     import torch
 
     src = _resolve_source(source, scale, model_name, color_mode)
-    started = time.perf_counter()
     with torch.no_grad():
         net = src.net.deploy() if hasattr(src.net, "deploy") else src.net
         net = net.float().eval().cpu()
         raw, exporter_used = _to_onnx(net, src.channels, config)
         model, simplifier = _postprocess(raw, src.scale, src.channels, config.simplify)
         stats = _stats(net, src.channels, src.scale)
-    export_seconds = time.perf_counter() - started
     bare_sha = graph_sha256(model)
     metrics = _measure(model.SerializeToString(deterministic=True), src, config, progress)
     git = git_info()
@@ -494,7 +495,6 @@ def export_bundle(
             "git_commit": git.get("commit"),
             "git_dirty": git.get("dirty"),
             "time": _export_time(),
-            "seconds": round(export_seconds, 2),
             "exporter": exporter_used,
             "simplifier": simplifier,
             "config": asdict(config),
