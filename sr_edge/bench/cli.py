@@ -1,0 +1,238 @@
+"""Verbs ``devices``, ``bench``, ``report`` and ``compare`` (registered by :mod:`sr_edge.cli`).
+
+Thin: parse, build a :class:`~sr_edge.bench.BenchSettings`, call the public API. Heavy
+imports stay inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import SrEdgeError
+
+EXIT_REGRESSION = 1
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    from ..cli import _format_table
+
+    return _format_table(headers, rows)
+
+
+def _g(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from ..devices import detect, list_profiles, load_profile, probe_machine
+
+    if args.detect:
+        facts = probe_machine()
+        found = detect(facts, [load_profile(n) for n in (args.names or list_profiles())])
+        best = next((d for d in found if d.matches), None)
+        if args.json:
+            doc = {
+                "machine": facts.describe(),
+                "profile": best.profile.name if best else None,
+                "candidates": [
+                    {"name": d.profile.name, "matches": d.matches, "reasons": list(d.reasons)} for d in found
+                ],
+            }
+            print(json.dumps(doc, indent=2))
+            return 0
+        print(f"this machine: {facts.describe()}")
+        if best is None:
+            print("no device profile fits; copy devices/generic-x86-cpu.toml and edit its [detect] table")
+            return 0
+        print(f"profile: {best.profile.name} ({best.profile.path})")
+        for reason in best.reasons:
+            print(f"  because {reason}")
+        others = [d.profile.name for d in found if d.matches and d is not best]
+        if others:
+            print(f"also fits (less specific): {', '.join(others)}")
+        return 0
+    profiles = [load_profile(n) for n in (args.names or list_profiles())]
+    if args.json:
+        print(json.dumps([p.to_json() for p in profiles], indent=2))
+        return 0
+    headers = ["device", "backends", "precisions", "on", "input", "scales", "budget ms", "MB",
+               "fp32 GFLOP/s", "fp16", "int8 GOP/s", "GB/s"]  # fmt: skip
+    rows = [
+        [p.name, ",".join(p.runtime.backends), ",".join(p.runtime.precisions), p.runtime.device,
+         ",".join(map(str, p.workload.resolutions)), ",".join(f"x{s}" for s in p.workload.scales),
+         f"{p.workload.latency_budget_ms:g}", f"{p.workload.memory_budget_mb:g}",
+         _g(p.hardware.peak_fp32_gflops), _g(p.hardware.peak_fp16_gflops), _g(p.hardware.peak_int8_gops),
+         f"{p.hardware.memory_bandwidth_gbs:g}"]
+        for p in profiles
+    ]  # fmt: skip
+    print(_table(headers, rows))
+    return 0
+
+
+def _resolutions(values: list[str] | None) -> tuple[Any, ...] | None:
+    from ..devices import ProfileError, Resolution
+
+    if not values:
+        return None
+    try:
+        return tuple(Resolution.parse(v, "--resolution") for v in values)
+    except ProfileError as e:
+        raise SrEdgeError(str(e)) from None
+
+
+def _summary(results: Any, resolution: str | None) -> str:
+    from .report import p50, primary_dataset, psnr
+
+    ds = primary_dataset(results)
+    rows = []
+    for r in results.rows:
+        q = psnr(r, ds)
+        rows.append(
+            [r.id, r.status, f"{q:.2f}" if q is not None else "-",
+             f"{p50(r, resolution, 'frame'):.2f}" if resolution and p50(r, resolution, "frame") else "-",
+             f"{p50(r, resolution, 'model'):.2f}" if resolution and p50(r, resolution, "model") else "-",
+             (r.reason or "")[:80]]
+        )  # fmt: skip
+    return _table(["row", "status", f"PSNR-Y {ds}", f"frame p50 ms {resolution}", "net p50 ms", "note"], rows)
+
+
+def _print_checks(checks: list[Any], tolerance: float) -> int:
+    bad = [c for c in checks if c.regressed]
+    for c in checks:
+        print(("REGRESSION " if c.regressed else "ok         ") + c.message)
+    verdict = f"{len(bad)} regression(s)" if bad else "no regression"
+    print(f"compare: {len(checks)} checks, {verdict} (latency tolerance {tolerance:.0%})", file=sys.stderr)
+    return EXIT_REGRESSION if bad else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..devices import detect, load_profile
+    from . import BenchSettings, LatencyPlan, benchmark, compare, load_results, write_report
+    from .report import primary_resolution
+
+    if args.device:
+        profile = load_profile(args.device)
+    else:
+        best = next((d for d in detect() if d.matches), None)
+        if best is None:
+            raise SrEdgeError("no device profile fits this machine; pass --device NAME (see sr-edge devices)")
+        profile = best.profile
+        print(f"sr-edge: device {profile.name} (detected; pass --device to choose)", file=sys.stderr)
+    baseline = load_results(args.compare) if args.compare else None  # fail before measuring
+    if args.quick:
+        latency = LatencyPlan(warmup=1, min_runs=3, min_time_s=0.0, max_time_s=10.0)
+    else:
+        latency = LatencyPlan(args.warmup, args.min_runs, args.min_time, max(args.max_time, args.min_time))
+    peers: tuple[str, ...] | None = () if args.no_peers else (tuple(args.peers) if args.peers else None)
+    settings = BenchSettings(
+        models=tuple(args.models or ()),
+        bundles_dir=Path(args.bundles),
+        datasets=tuple(args.dataset) if args.dataset else None,
+        data_root=args.data_root,
+        resolutions=_resolutions(args.resolution),
+        scales=tuple(args.scale) if args.scale else None,
+        backends=tuple(args.backend) if args.backend else None,
+        precisions=tuple(args.precision) if args.precision else None,
+        peers=peers,
+        threads=args.threads,
+        latency=latency,
+        quality=not args.no_quality,
+        crops=not args.no_crops,
+    )
+    out = Path(args.out or f"results-{profile.name}.json")
+    if out.exists() and args.overwrite and not args.resume:
+        out.unlink()
+    try:
+        results = benchmark(profile, settings, out=out, resume=args.resume, progress=True)
+    except KeyboardInterrupt:
+        print(f"sr-edge: interrupted; finished rows are kept in {out}; continue with --resume", file=sys.stderr)
+        return 130
+    print(_summary(results, primary_resolution(results)))
+    print(f"results: {out}", file=sys.stderr)
+    if args.report is not None:
+        files = write_report(results, args.report or None)
+        print(f"report: {files.markdown}", file=sys.stderr)
+    if baseline is not None:
+        return _print_checks(compare(results, baseline, args.tolerance, args.psnr_tolerance), args.tolerance)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import write_report
+
+    files = write_report(args.results, args.out, dataset=args.dataset, resolution=args.resolution)
+    print(files.markdown)
+    for p in (files.pareto, *files.sheets):
+        if p is not None:
+            print(p)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare, load_results
+
+    checks = compare(load_results(args.results), load_results(args.baseline), args.tolerance, args.psnr_tolerance)
+    return _print_checks(checks, args.tolerance)
+
+
+def _add_compare_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tolerance", type=float, default=0.10, help="allowed p50 latency rise, a fraction (default 0.10)")
+    p.add_argument("--psnr-tolerance", type=float, default=0.05, help="allowed PSNR-Y drop in dB (default 0.05)")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``devices``, ``bench``, ``report`` and ``compare``."""
+    from ..cli import _scale
+
+    p = sub.add_parser("devices", help="device profiles (devices/*.toml); --detect: which one fits this machine")
+    p.add_argument("names", nargs="*", help="profiles to show (default: all)")
+    p.add_argument("--detect", action="store_true", help="say which profile fits this machine, and why")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser(
+        "bench", help="quality and latency of every bundle x backend x precision on a device, with peers"
+    )
+    p.add_argument("--device", help="profile name (sr-edge devices) or a .toml path (default: detected)")
+    p.add_argument("--models", nargs="+", help="bundle model names or variant folders under --bundles (default: all)")
+    p.add_argument("--bundles", default="export", help="folder searched for bundles (default: export)")
+    p.add_argument("--out", "-o", help="results JSON (default: results-<device>.json)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--dataset", "-d", nargs="+", help="quality datasets (default: the profile's)")
+    p.add_argument("--data-root", help="folder holding dataset folders")
+    p.add_argument("--resolution", nargs="+", metavar="WxH", help="LR input sizes (default: the profile's)")
+    p.add_argument("--scale", "-s", nargs="+", type=_scale, help="scales (default: the profile's)")
+    p.add_argument("--backend", nargs="+", help="backends (default: the profile's)")
+    p.add_argument("--precision", nargs="+", help="precisions (default: the profile's)")
+    p.add_argument("--peers", nargs="+", choices=["bicubic", "torch", "opencv"], help="peers (default: the profile's)")
+    p.add_argument("--no-peers", action="store_true", help="bundles only")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the profile's)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)")
+    p.add_argument("--min-time", type=float, default=2.0, help="and at least this many seconds (default 2)")
+    p.add_argument("--max-time", type=float, default=30.0, help="stop a slow row after this many seconds (default 30)")
+    p.add_argument("--quick", action="store_true", help="smoke test: 1 warm-up, 3 runs, no minimum time")
+    p.add_argument("--no-quality", action="store_true", help="latency only")
+    p.add_argument("--no-crops", action="store_true", help="no crops for the visual comparison sheet")
+    p.add_argument("--report", nargs="?", const="", help="also write the report (into DIR, default <out>_report)")
+    p.add_argument("--compare", metavar="BASELINE", help="results JSON to compare with; exit 1 on a regression")
+    _add_compare_options(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="Markdown table, Pareto plot and visual comparison sheet from a results JSON")
+    p.add_argument("results", help="results JSON written by sr-edge bench")
+    p.add_argument("--out", "-o", help="output folder (default: <results>_report beside it)")
+    p.add_argument("--dataset", "-d", help="dataset to rank and plot by (default: the first measured)")
+    p.add_argument("--resolution", metavar="WxH", help="resolution to tabulate and plot (default: the first)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare a results JSON with a baseline; exit 1 on a regression")
+    p.add_argument("results", help="results JSON to check")
+    p.add_argument("baseline", help="baseline results JSON (e.g. benchmarks/baselines/ci-cpu.json)")
+    _add_compare_options(p)
+    p.set_defaults(func=cmd_compare)

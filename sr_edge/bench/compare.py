@@ -1,0 +1,74 @@
+"""Compare a results file with a baseline (a results file of the same schema): the CI gate.
+
+Rows are matched by id (``variant@backend/precision``). For every row the baseline
+measured, the check fails when the row is missing or not ``ok`` now, when its p50
+latency rose by more than ``tolerance`` (relative; network time where both files have
+it, frame time otherwise; every resolution both measured) or when its PSNR-Y fell by
+more than ``psnr_tolerance_db`` on a dataset both measured. Faster or better rows pass.
+Baselines are per device: ``benchmarks/baselines/<device>.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import SrEdgeError
+from .results import Results, Row
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One comparison of a row with its baseline; ``regressed`` marks a failure."""
+
+    row_id: str
+    metric: str  # e.g. "model p50 640x360", "PSNR Set5", "status"
+    baseline: float | None
+    current: float | None
+    regressed: bool
+    message: str
+
+
+def _latency_checks(row_id: str, base: Row, cur: Row, tolerance: float) -> list[Regression]:
+    out = []
+    for res, b in base.latency.items():
+        c = cur.latency.get(res)
+        if c is None:
+            out.append(Regression(row_id, f"latency {res}", None, None, True, f"{row_id}: not measured at {res}"))
+            continue
+        kind, bs, cs = ("model", b.model, c.model) if b.model and c.model else ("frame", b.frame, c.frame)
+        ratio = cs.p50_ms / bs.p50_ms if bs.p50_ms > 0 else 1.0
+        bad = ratio > 1.0 + tolerance
+        msg = f"{row_id}: {kind} p50 at {res} {bs.p50_ms:.2f} -> {cs.p50_ms:.2f} ms ({ratio - 1:+.1%})"
+        out.append(Regression(row_id, f"{kind} p50 {res}", bs.p50_ms, cs.p50_ms, bad, msg))
+    return out
+
+
+def compare(
+    current: Results, baseline: Results, tolerance: float = 0.10, psnr_tolerance_db: float = 0.05
+) -> list[Regression]:
+    """Every check of ``current`` against ``baseline`` (see the module docstring)."""
+    if not 0 <= tolerance < 10:
+        raise SrEdgeError(f"tolerance is a fraction (0.1 = 10%), got {tolerance!r}")
+    if psnr_tolerance_db < 0:
+        raise SrEdgeError(f"PSNR tolerance must be >= 0 dB, got {psnr_tolerance_db!r}")
+    base_dev, cur_dev = baseline.device.get("name"), current.device.get("name")
+    if base_dev != cur_dev:
+        raise SrEdgeError(f"baseline was measured for device {base_dev!r}, these results for {cur_dev!r}")
+    checks: list[Regression] = []
+    for b in baseline.rows:
+        if not b.ok:
+            continue
+        c = current.row(b.id)
+        if c is None or not c.ok:
+            why = "missing" if c is None else f"{c.status}: {c.reason}"
+            checks.append(Regression(b.id, "status", None, None, True, f"{b.id}: measured in the baseline, now {why}"))
+            continue
+        checks.extend(_latency_checks(b.id, b, c, tolerance))
+        for ds, bq in b.quality.items():
+            cq = c.quality.get(ds)
+            if cq is None:
+                continue
+            drop = bq.psnr_y - cq.psnr_y
+            msg = f"{b.id}: PSNR-Y {ds} {bq.psnr_y:.2f} -> {cq.psnr_y:.2f} dB"
+            checks.append(Regression(b.id, f"PSNR {ds}", bq.psnr_y, cq.psnr_y, drop > psnr_tolerance_db, msg))
+    return checks

@@ -1,0 +1,115 @@
+"""Latency measurement: warm-up, then repeat until a minimum count AND a minimum time.
+
+A run is timed with ``time.perf_counter_ns`` around one call that returns host memory
+(every backend's ``run`` copies its output back, so GPU work is finished when it
+returns). The statistics are over the timed runs only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import SrEdgeError
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    """How long to measure: ``warmup`` untimed runs, then timed runs until at least
+    ``min_runs`` were made and ``min_time_s`` has passed; stop early (flagged) once
+    ``max_time_s`` has passed and at least 3 runs were made."""
+
+    warmup: int = 3
+    min_runs: int = 10
+    min_time_s: float = 2.0
+    max_time_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise SrEdgeError(f"warm-up runs must be a non-negative integer, got {self.warmup!r}")
+        if isinstance(self.min_runs, bool) or not isinstance(self.min_runs, int) or self.min_runs < 1:
+            raise SrEdgeError(f"minimum runs must be a positive integer, got {self.min_runs!r}")
+        if not (isinstance(self.min_time_s, (int, float)) and self.min_time_s >= 0):
+            raise SrEdgeError(f"minimum time must be >= 0 seconds, got {self.min_time_s!r}")
+        if not (isinstance(self.max_time_s, (int, float)) and self.max_time_s >= self.min_time_s):
+            raise SrEdgeError(f"maximum time must be >= the minimum time, got {self.max_time_s!r}")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Statistics of the timed runs, in milliseconds (``fps`` = 1000 / mean)."""
+
+    runs: int
+    warmup: int
+    total_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    stdev_ms: float
+    min_ms: float
+    max_ms: float
+    fps: float
+    truncated: bool = False  # stopped by max_time_s before min_runs / min_time were met
+
+    @classmethod
+    def from_samples(cls, samples_ms: np.ndarray, warmup: int, total_s: float, truncated: bool) -> LatencyStats:
+        """Summarise timed runs (milliseconds)."""
+        s = np.asarray(samples_ms, dtype=np.float64)
+        if s.size == 0:
+            raise ValueError("no timed runs")
+        p50, p90, p99 = (float(v) for v in np.percentile(s, [50, 90, 99]))
+        mean = float(s.mean())
+        return cls(
+            runs=int(s.size),
+            warmup=warmup,
+            total_s=round(total_s, 4),
+            p50_ms=round(p50, 4),
+            p90_ms=round(p90, 4),
+            p99_ms=round(p99, 4),
+            mean_ms=round(mean, 4),
+            stdev_ms=round(float(s.std(ddof=1)) if s.size > 1 else 0.0, 4),
+            min_ms=round(float(s.min()), 4),
+            max_ms=round(float(s.max()), 4),
+            fps=round(1000.0 / mean, 3) if mean > 0 else math.inf,
+            truncated=truncated,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> LatencyStats:
+        """Inverse of :meth:`to_json` (unknown keys ignored, for forward compatibility)."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def measure_latency(
+    fn: Callable[[], Any], plan: LatencyPlan, clock: Callable[[], int] = time.perf_counter_ns
+) -> LatencyStats:
+    """Time ``fn()`` per ``plan``."""
+    for _ in range(plan.warmup):
+        fn()
+    samples: list[float] = []
+    start = clock()
+    min_ns, max_ns = plan.min_time_s * 1e9, plan.max_time_s * 1e9
+    truncated = False
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        samples.append((t1 - t0) / 1e6)
+        elapsed = t1 - start
+        if len(samples) >= plan.min_runs and elapsed >= min_ns:
+            break
+        if elapsed >= max_ns and len(samples) >= min(3, plan.min_runs):
+            truncated = True
+            break
+    return LatencyStats.from_samples(np.asarray(samples), plan.warmup, (clock() - start) / 1e9, truncated)

@@ -1,0 +1,340 @@
+"""The benchmark harness on tiny random-weight bundles built in a temp folder.
+
+Quality must come from the deployed backend (a backend that perturbs its output changes
+the PSNR), an interrupted run keeps its finished rows and resumes, unavailable backends
+and broken contenders become rows with a reason, and a regression against a baseline
+fails the comparison. Settings are tiny (48x32 frames, 2-3 timed runs): these tests
+check behaviour, never speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sr_edge.bench import BenchSettings, LatencyPlan, benchmark, compare, load_results, measure_latency, plan
+from sr_edge.bench.results import Results
+from sr_edge.devices import Resolution, load_profile
+from sr_edge.errors import SrEdgeError
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+
+FAST = LatencyPlan(warmup=1, min_runs=2, min_time_s=0.0, max_time_s=5.0)
+
+
+def _quantize(src: Path, dst: Path) -> Path:
+    """An int8 QDQ copy of a float bundle (ORT static quantisation on random calibration data)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from sr_edge.provenance import sha256_file
+
+    manifest = json.loads((src / "manifest.json").read_text())
+    channels = manifest["channels"]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.batches = iter([{"lr": rng.random((1, channels, 24, 24), dtype=np.float32)} for _ in range(4)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    dst.mkdir(parents=True)
+    quantize_static(
+        str(src / "model.onnx"), str(dst / "model.onnx"), Reader(),
+        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        per_channel=True,
+    )  # fmt: skip
+    manifest["precision"] = "int8"
+    manifest["files"] = {"model.onnx": {"sha256": sha256_file(dst / "model.onnx")}}
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """bundles/espcn/x2 (fp32, from a checkpoint), bundles/espcn/x2-int8 (QDQ), a 2-image dataset."""
+    import torch
+
+    from sr_edge.checkpoint import save_checkpoint
+    from sr_edge.data.io import write_image
+    from sr_edge.export import export_bundle
+    from sr_edge.models import create_model
+
+    root = tmp_path_factory.mktemp("lab")
+    torch.manual_seed(0)
+    model = create_model("espcn", 2)
+    ckpt = save_checkpoint(root / "espcn_x2.safetensors", "espcn", 2, model.state_dict())
+    bundles = root / "bundles"
+    fp32 = export_bundle(ckpt, bundles / "espcn" / "x2", measure=False)
+    _quantize(fp32, bundles / "espcn" / "x2-int8")
+    data = root / "data" / "tiny"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    base = np.linspace(0, 255, 72 * 60).reshape(60, 72)
+    for i in range(2):
+        img = np.clip(base[..., None] * [1.0, 0.7, 0.4] + rng.normal(0, 12, (60, 72, 3)), 0, 255).astype(np.uint8)
+        write_image(data / f"img{i}.png", img)
+    return {"root": root, "bundles": bundles, "data": data, "fp32": fp32, "int8": bundles / "espcn" / "x2-int8"}
+
+
+def settings(lab: dict[str, Path], **kw: Any) -> BenchSettings:
+    base: dict[str, Any] = {
+        "bundles_dir": lab["bundles"],
+        "datasets": (str(lab["data"]),),
+        "resolutions": (Resolution(48, 32),),
+        "scales": (2,),
+        "peers": ("bicubic",),
+        "latency": FAST,
+        "crop_size": 24,
+    }
+    base.update(kw)
+    return BenchSettings(**base)
+
+
+def test_latency_plan_meets_count_and_time() -> None:
+    now = [0]
+
+    def clock() -> int:
+        return now[0]
+
+    def work() -> None:
+        now[0] += 10_000_000  # 10 ms per call
+
+    stats = measure_latency(work, LatencyPlan(warmup=2, min_runs=3, min_time_s=0.1, max_time_s=1.0), clock)
+    assert stats.runs == 10 and stats.p50_ms == pytest.approx(10.0) and not stats.truncated  # time bound won
+    stats = measure_latency(work, LatencyPlan(warmup=0, min_runs=20, min_time_s=0.0, max_time_s=1.0), clock)
+    assert stats.runs == 20  # count bound won
+    stats = measure_latency(work, LatencyPlan(warmup=0, min_runs=500, min_time_s=0.0, max_time_s=0.05), clock)
+    assert stats.truncated and stats.runs == 5
+    with pytest.raises(SrEdgeError, match="minimum runs"):
+        LatencyPlan(min_runs=0)
+
+
+def test_plan_matrix(lab: dict[str, Path]) -> None:
+    p = plan(load_profile("ci-cpu"), settings(lab, peers=("bicubic", "torch", "opencv")))
+    ids = [c.id for c in p.contenders]
+    assert ids[0] == "bicubic-x2@numpy/fp64"
+    assert "opencv-espcn-x2@opencv/fp32" in ids
+    assert "espcn/x2@torch/fp32" in ids and "espcn/x2-int8@torch/fp32" not in ids  # eager peer on float weights
+    for rid in ("espcn/x2@openvino/fp32", "espcn/x2@openvino/bf16", "espcn/x2@ort/fp32"):
+        assert rid in ids
+    assert "espcn/x2-int8@openvino/int8" in ids and "espcn/x2-int8@ort/int8" in ids
+    assert "espcn/x2@ort/int8" not in ids and "espcn/x2-int8@openvino/fp32" not in ids  # no silent quantisation
+    assert ids.index("espcn/x2@openvino/fp32") < ids.index("espcn/x2@ort/fp32")  # the profile's preference order
+    with pytest.raises(SrEdgeError, match="no bundle under"):
+        plan(load_profile("ci-cpu"), settings(lab, models=("edsr",)))
+
+
+def _ort_with_offset(offset: float) -> Any:
+    from sr_edge.backends.ort_backend import OrtBackend, OrtSession
+
+    class Perturbed(OrtSession):
+        def _infer(self, x: np.ndarray) -> np.ndarray:
+            return super()._infer(x) + np.float32(offset)
+
+    class Backend(OrtBackend):
+        def open(self, bundle: Any, precision: Any, device: str, options: Any) -> OrtSession:
+            return Perturbed(bundle, precision, device, options)
+
+    return Backend()
+
+
+def test_quality_comes_from_the_deployed_backend(lab: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sr_edge.backends import api, load_upscaler
+    from sr_edge.data.datasets import resolve_dataset
+    from sr_edge.evaluate import evaluate
+
+    s = settings(lab, backends=("ort",), precisions=("fp32",), peers=(), models=("espcn/x2",), crops=False)
+    clean = benchmark(load_profile("ci-cpu"), s).row("espcn/x2@ort/fp32")
+    assert clean is not None and clean.ok, clean
+    ds = resolve_dataset(str(lab["data"]))
+    expected = evaluate(load_upscaler(lab["fp32"], "ort"), ds)
+    assert clean.quality["tiny"].psnr_y == pytest.approx(expected.psnr_y, abs=1e-3)
+
+    monkeypatch.setitem(api.BACKENDS, "ort", _ort_with_offset(0.05))
+    perturbed = benchmark(load_profile("ci-cpu"), s).row("espcn/x2@ort/fp32")
+    assert perturbed is not None and perturbed.ok
+    assert abs(perturbed.quality["tiny"].psnr_y - clean.quality["tiny"].psnr_y) > 0.2  # random weights: either way
+
+
+def test_interrupted_run_keeps_rows_and_resumes(lab: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    s = settings(lab, backends=("ort",))
+    profile = load_profile("ci-cpu")
+    seen: list[str] = []
+
+    def stop_after_two(row: Any) -> None:
+        seen.append(row.id)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        benchmark(profile, s, out=out, on_row=stop_after_two)
+    partial = load_results(out)
+    assert [r.id for r in partial.rows] == seen and not partial.header["complete"]
+    assert all(r.ok for r in partial.rows)
+
+    with pytest.raises(SrEdgeError, match="already exists; pass --resume"):
+        benchmark(profile, s, out=out)
+    with pytest.raises(SrEdgeError, match="another device profile or settings"):
+        benchmark(profile, dataclasses.replace(s, latency=LatencyPlan(1, 3, 0.0, 5.0)), out=out, resume=True)
+
+    full = benchmark(profile, s, out=out, resume=True)
+    ids = [c.id for c in plan(profile, s).contenders]
+    assert [r.id for r in full.rows] == ids and load_results(out).header["complete"]
+    for kept in partial.rows:  # finished rows were kept, not re-measured
+        assert full.row(kept.id) == kept
+
+
+def test_unavailable_backend_and_broken_row(lab: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sr_edge.backends import api
+    from sr_edge.backends.openvino_backend import OpenVinoBackend
+    from sr_edge.backends.ort_backend import OrtBackend
+
+    class Missing(OpenVinoBackend):
+        def available(self) -> bool:
+            return False
+
+    class Broken(OrtBackend):
+        def open(self, *args: Any, **kw: Any) -> Any:
+            raise RuntimeError("driver exploded\nwith a second line")
+
+    monkeypatch.setitem(api.BACKENDS, "openvino", Missing())
+    monkeypatch.setitem(api.BACKENDS, "ort", Broken())
+    s = settings(lab, precisions=("fp32",), models=("espcn/x2",), crops=False)
+    results = benchmark(load_profile("ci-cpu"), s)
+    ov = results.row("espcn/x2@openvino/fp32")
+    ort = results.row("espcn/x2@ort/fp32")
+    assert ov is not None and ov.status == "skipped" and "pip install 'sr-edge[openvino]'" in (ov.reason or "")
+    assert (
+        ort is not None and ort.status == "failed" and ort.reason == "RuntimeError: driver exploded with a second line"
+    )
+    assert results.row("bicubic-x2@numpy/fp64").ok  # type: ignore[union-attr]
+
+
+def test_results_record_provenance_and_figures(lab: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    s = settings(lab, backends=("ort",), precisions=("fp32", "int8"))
+    benchmark(load_profile("ci-cpu"), s, out=out)
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "sr-edge-bench" and doc["schema_version"] == 1 and doc["complete"]
+    assert doc["machine"]["cpu"] and "onnxruntime" in doc["libraries"] and "commit" in doc["git"]
+    assert doc["device"]["name"] == "ci-cpu" and doc["settings"]["resolutions"] == ["48x32"]
+    assert doc["settings"]["latency"] == dataclasses.asdict(FAST) and doc["settings"]["datasets"] == ["tiny"]
+    results = load_results(out)
+    row = results.row("espcn/x2@ort/fp32")
+    assert row is not None and row.ok
+    t = row.latency["48x32"]
+    assert t.frame.runs >= 2 and t.model is not None and t.model.p50_ms > 0
+    assert t.frame.p50_ms <= t.frame.p90_ms <= t.frame.p99_ms and t.frame.fps > 0
+    from sr_edge.models import create_model, model_stats
+
+    macs = model_stats(create_model("espcn", 2).deploy(), 1, 2).macs_per_output_pixel * 4  # per LR pixel
+    assert row.compute is not None and row.compute["macs_per_lr_pixel"] == pytest.approx(macs)
+    assert t.gops_per_frame is not None and t.achieved_gops is not None
+    assert t.gops_per_frame == pytest.approx(2 * macs * 48 * 32 / 1e9, rel=1e-3)
+    assert t.achieved_gops == pytest.approx(t.gops_per_frame / (t.model.p50_ms / 1000), rel=1e-2)
+    assert t.efficiency == pytest.approx(t.achieved_gops / 473.6, rel=1e-2)
+    assert row.memory is not None and row.memory["rss_peak_mb"] > 0 and row.build_s is not None
+    int8 = results.row("espcn/x2-int8@ort/int8")
+    assert int8 is not None and int8.ok and int8.compute["unit"] == "GOP/s"  # type: ignore[index]
+    crops = doc["crops"]
+    folder = out.parent / crops["folder"]
+    assert (folder / crops["hr"]["2"]).is_file() and (folder / str(row.crop)).is_file()
+
+
+def _shifted(results: Results, row_id: str, factor: float, psnr_drop: float = 0.0) -> Results:
+    rows = []
+    for r in results.rows:
+        if r.id == row_id:
+            lat = {
+                k: dataclasses.replace(
+                    t,
+                    frame=dataclasses.replace(t.frame, p50_ms=t.frame.p50_ms * factor),
+                    model=dataclasses.replace(t.model, p50_ms=t.model.p50_ms * factor) if t.model else None,
+                )
+                for k, t in r.latency.items()
+            }
+            qual = {k: dataclasses.replace(q, psnr_y=q.psnr_y - psnr_drop) for k, q in r.quality.items()}
+            r = dataclasses.replace(r, latency=lat, quality=qual)
+        rows.append(r)
+    return Results(results.header, tuple(rows), results.path)
+
+
+def test_compare_flags_regressions(lab: dict[str, Path]) -> None:
+    base = benchmark(load_profile("ci-cpu"), settings(lab, backends=("ort",), precisions=("fp32",), crops=False))
+    rid = "espcn/x2@ort/fp32"
+    assert not any(c.regressed for c in compare(base, base))
+    assert not any(c.regressed for c in compare(_shifted(base, rid, 1.05), base, tolerance=0.1))
+    slow = [c for c in compare(_shifted(base, rid, 1.25), base, tolerance=0.1) if c.regressed]
+    assert [c.row_id for c in slow] == [rid] and "model p50" in slow[0].metric
+    worse = [c for c in compare(_shifted(base, rid, 1.0, psnr_drop=0.2), base) if c.regressed]
+    assert [c.metric for c in worse] == ["PSNR tiny"]
+    gone = Results(base.header, tuple(r for r in base.rows if r.id != rid), None)
+    assert [c.metric for c in compare(gone, base) if c.regressed] == ["status"]
+
+
+def test_cli_bench_report_compare(lab: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sr_edge", *map(str, args)], capture_output=True, text=True, timeout=600
+        )
+
+    common: list[str | Path] = [
+        "--device",
+        "ci-cpu",
+        "--bundles",
+        lab["bundles"],
+        "-d",
+        lab["data"],
+        "--resolution",
+        "48x32",
+    ]
+    common += ["--backend", "ort", "--precision", "fp32", "--peers", "bicubic", "--quick", "--models", "espcn/x2"]
+    proc = cli("bench", *common, "--out", out, "--report")
+    assert proc.returncode == 0, proc.stderr
+    assert "espcn/x2@ort/fp32" in proc.stdout and (tmp_path / "r_report" / "report.md").is_file()
+    assert (tmp_path / "r_report" / "pareto.png").is_file() and (tmp_path / "r_report" / "sheet_x2.png").is_file()
+
+    proc = cli("bench", *common, "--out", out)
+    assert proc.returncode == 2 and "--resume" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+    doc = json.loads(out.read_text())
+    for row in doc["rows"]:  # a baseline where everything was 3x faster: the current run regressed
+        for t in row["latency"].values():
+            for kind in ("frame", "model"):
+                if t[kind]:
+                    t[kind]["p50_ms"] /= 3
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(doc))
+    proc = cli("compare", out, baseline, "--tolerance", "0.1")
+    assert proc.returncode == 1 and "REGRESSION" in proc.stdout, proc.stdout + proc.stderr
+    proc = cli("compare", out, out)
+    assert proc.returncode == 0 and "REGRESSION" not in proc.stdout
+
+
+def test_settings_validation(lab: dict[str, Path]) -> None:
+    with pytest.raises(SrEdgeError, match="unknown peer"):
+        BenchSettings(peers=("waifu2x",))
+    with pytest.raises(SrEdgeError, match="crop size"):
+        BenchSettings(crop_size=50)
+    with pytest.raises(SrEdgeError, match="unknown backend"):
+        plan(load_profile("ci-cpu"), settings(lab, backends=("coreml",)))
+    broken = lab["root"] / "broken"
+    shutil.copytree(lab["bundles"], broken)
+    (broken / "espcn" / "x2" / "model.onnx").write_bytes(b"tampered")
+    p = plan(load_profile("ci-cpu"), settings(lab, bundles_dir=broken))
+    assert len(p.bundle_errors) == 1 and "espcn/x2" in p.bundle_errors[0] and "sha256" in p.bundle_errors[0]
+    assert all(c.variant != "espcn/x2" for c in p.contenders)
