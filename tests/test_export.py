@@ -273,3 +273,20 @@ def test_committed_bundles_reexport_to_the_same_graph(bundle_dir: Path, tmp_path
 def test_export_needs_no_network_and_leaves_no_stray_files(espcn_ckpt: Path) -> None:
     out = export_bundle(espcn_ckpt, espcn_ckpt.parent / "b", measure=False)
     assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]
+
+
+def test_any_forward_argument_name_and_the_callers_module_is_untouched(tmp_path: Path) -> None:
+    class Renamed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _model("espcn")
+            self.scale, self.channels = 2, 1
+
+        def forward(self, lr_image: torch.Tensor) -> torch.Tensor:
+            return self.net(lr_image)
+
+    module = Renamed().train()
+    out = export_bundle(module, tmp_path / "r", model_name="espcn", measure=False)
+    assert module.training  # export worked on a copy
+    with load_bundle(out) as session:  # still dynamic in every spatial size
+        assert session.run(np.zeros((3, 1, 7, 29), np.float32)).shape == (3, 1, 14, 58)

@@ -79,7 +79,7 @@ class OpenVinoSession(Session):
         shapes = None
         if options.static_shape is not None:
             shapes = ShapeRange(options.static_shape, options.static_shape, options.static_shape)
-        super().__init__("openvino", bundle, bundle_spec(bundle, shapes), precision, ov_device)
+        super().__init__("openvino", bundle, bundle_spec(bundle, shapes), precision, ov_device.lower())
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": _HINTS[precision],
             "PERFORMANCE_HINT": options.performance_hint.upper(),

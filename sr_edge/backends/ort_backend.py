@@ -124,6 +124,8 @@ class OrtSession(Session):
         self._run, self._sess = ort_run_fn(bundle.onnx_path, options, device, precision)
         self.build_seconds = time.perf_counter() - started
         self.providers: tuple[str, ...] = tuple(self._sess.get_providers())
+        if device == "auto":  # record what actually runs
+            self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         try:

@@ -27,6 +27,7 @@ compared even though export time and commit differ.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -199,9 +200,13 @@ def _quiet_exporters() -> Iterator[None]:
 
 
 def _export_dynamo(net: Any, example: Any, opset: int) -> onnx.ModelProto:
+    import inspect
+
     import torch
 
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    params = [p.name for p in inspect.signature(net.forward).parameters.values()]
+    arg = params[0] if params else "x"  # dynamic_shapes is keyed by the forward argument's name
     with _quiet_exporters():
         program = torch.onnx.export(
             net,
@@ -210,7 +215,7 @@ def _export_dynamo(net: Any, example: Any, opset: int) -> onnx.ModelProto:
             opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_shapes={"x": dims},
+            dynamic_shapes={arg: dims},
             optimize=True,
             verbose=False,
             report=False,
@@ -241,13 +246,6 @@ def _export_legacy(net: Any, example: Any, opset: int) -> onnx.ModelProto:
         return onnx.load(str(path))
 
 
-def _forward_arg(net: Any) -> str:
-    import inspect
-
-    params = [p for p in inspect.signature(net.forward).parameters.values() if p.name != "self"]
-    return params[0].name if params else "x"
-
-
 def _to_onnx(net: Any, channels: int, config: ExportConfig) -> tuple[onnx.ModelProto, str]:
     """(graph, exporter used)."""
     import torch
@@ -255,9 +253,6 @@ def _to_onnx(net: Any, channels: int, config: ExportConfig) -> tuple[onnx.ModelP
     example = torch.rand(_EXAMPLE_BATCH, channels, _EXAMPLE_H, _EXAMPLE_W, generator=torch.Generator().manual_seed(0))
     if config.exporter in ("auto", "dynamo"):
         try:
-            arg = _forward_arg(net)
-            if arg != "x":  # dynamic_shapes is keyed by the forward argument's name
-                raise SrEdgeError(f"forward argument is {arg!r}, not 'x'")
             return _export_dynamo(net, example, config.opset), "torch.onnx dynamo"
         except Exception as e:
             if config.exporter == "dynamo":
@@ -457,7 +452,8 @@ def export_bundle(
     src = _resolve_source(source, scale, model_name, color_mode)
     with torch.no_grad():
         net = src.net.deploy() if hasattr(src.net, "deploy") else src.net
-        net = net.float().eval().cpu()
+        # A copy: exporting must not move, cast or switch to eval the caller's module.
+        net = copy.deepcopy(net).float().eval().cpu()
         raw, exporter_used = _to_onnx(net, src.channels, config)
         model, simplifier = _postprocess(raw, src.scale, src.channels, config.simplify)
         stats = _stats(net, src.channels, src.scale)
