@@ -69,7 +69,7 @@ def _reference(ckpt: Path, x: np.ndarray) -> np.ndarray:
 
     model, _ = model_from_checkpoint(ckpt)
     with torch.no_grad():
-        return model.deploy().eval()(torch.from_numpy(x)).numpy()  # type: ignore[no-any-return]
+        return model.deploy().eval()(torch.from_numpy(x)).numpy()
 
 
 def _crop(photo: np.ndarray, name: str) -> np.ndarray:
@@ -213,7 +213,7 @@ def test_wrong_input_is_a_one_line_error(backend: str, bundles: dict[str, tuple[
             ([[0.0]], "numpy array"),
         ]:
             with pytest.raises(SrEdgeError) as err:
-                session.run(bad)  # type: ignore[arg-type]
+                session.run(bad)
             assert needle in _one_line(err)
 
 
@@ -229,7 +229,7 @@ def test_bad_requests_are_one_line_errors(bundles: dict[str, tuple[Path, Path]])
         (lambda: load_bundle(bundle, "ort", device="cuda"), "CUDA execution provider"),
         (lambda: load_bundle(bundle, "openvino", device="npu"), "not available here"),
         (lambda: load_bundle(bundle, "openvino", threads=0), "positive integer"),
-        (lambda: OpenVinoOptions(static_shape=(1, 8)), "(batch, height, width)"),
+        (lambda: OpenVinoOptions(static_shape=(1, 8)), "(batch, height, width)"),  # type: ignore[arg-type]
         (lambda: ShapeRange((1, 64, 64), (1, 32, 32), (1, 128, 128)), "min <= opt <= max"),
         (lambda: parse_shape("big"), "360x640"),
     ]

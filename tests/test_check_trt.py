@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -62,7 +63,7 @@ def _espcn_like(first_input: str = "lr") -> tuple[list[onnx.NodeProto], list[onn
 def _qdq(
     name: str, data: str, scale: np.ndarray, zero: np.ndarray, out: str, axis: int | None = None
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    kw = {} if axis is None else {"axis": axis}
+    kw: dict[str, Any] = {} if axis is None else {"axis": axis}
     inits = [numpy_helper.from_array(scale, f"{name}_s"), numpy_helper.from_array(zero, f"{name}_z")]
     nodes = [
         helper.make_node("QuantizeLinear", [data, f"{name}_s", f"{name}_z"], [f"{name}_q"], **kw),
@@ -89,7 +90,7 @@ def test_espcn_like_graph_passes() -> None:
 def test_cubic_resize_like_srcnn_passes_but_antialias_and_symmetric_mode_fail() -> None:
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
 
-    def resize(**attrs: object) -> onnx.ModelProto:
+    def resize(**attrs: Any) -> onnx.ModelProto:
         node = helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="cubic", cubic_coeff_a=-0.75, **attrs)
         return _model([node], [scales])
 

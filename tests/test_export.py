@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -28,7 +29,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 # RRDBNet's 23 identical RRDB blocks cost ~40 s of exporter time on two cores and add no
 # operator or code path that 2 blocks lack; the registered configuration of every other
 # model is exported as is.
-FAST_OVERRIDES: dict[str, dict[str, int]] = {"rrdbnet": {"nb": 2}}
+FAST_OVERRIDES: dict[str, dict[str, Any]] = {"rrdbnet": {"nb": 2}}
 
 
 def _model(name: str, scale: int = 2, seed: int = 0) -> torch.nn.Module:
