@@ -308,6 +308,9 @@ def test_cli_bench_report_compare(lab: dict[str, Path], tmp_path: Path) -> None:
     assert "espcn/x2@ort/fp32" in proc.stdout and (tmp_path / "r_report" / "report.md").is_file()
     assert (tmp_path / "r_report" / "pareto.png").is_file() and (tmp_path / "r_report" / "sheet_x2.png").is_file()
 
+    proc = cli("bench", *common, "--dry-run")
+    assert proc.returncode == 0 and "| espcn/x2@ort/fp32     | will run |" in proc.stdout, proc.stderr
+
     proc = cli("bench", *common, "--out", out)
     assert proc.returncode == 2 and "--resume" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -332,6 +335,8 @@ def test_settings_validation(lab: dict[str, Path]) -> None:
         BenchSettings(crop_size=50)
     with pytest.raises(SrEdgeError, match="unknown backend"):
         plan(load_profile("ci-cpu"), settings(lab, backends=("coreml",)))
+    with pytest.raises(SrEdgeError, match="nothing to measure on ci-cpu"):
+        plan(load_profile("ci-cpu"), settings(lab, bundles_dir=lab["root"] / "no-bundles", peers=()))
     broken = lab["root"] / "broken"
     shutil.copytree(lab["bundles"], broken)
     (broken / "espcn" / "x2" / "model.onnx").write_bytes(b"tampered")

@@ -143,6 +143,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         quality=not args.no_quality,
         crops=not args.no_crops,
     )
+    if args.dry_run:
+        from . import plan
+
+        p = plan(profile, settings)
+        rows = [[c.id, c.skip_reason() or "will run"] for c in p.contenders]
+        print(_table(["row", "plan"], rows))
+        datasets = ", ".join(d.name for d in p.datasets)
+        print(f"{len(rows)} rows on {profile.name}; quality on {datasets}", file=sys.stderr)
+        for err in p.bundle_errors:
+            print(f"sr-edge: unreadable bundle {err}", file=sys.stderr)
+        return 0
     out = Path(args.out or f"results-{profile.name}.json")
     if out.exists() and args.overwrite and not args.resume:
         out.unlink()
@@ -217,6 +228,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-time", type=float, default=2.0, help="and at least this many seconds (default 2)")
     p.add_argument("--max-time", type=float, default=30.0, help="stop a slow row after this many seconds (default 30)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 warm-up, 3 runs, no minimum time")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the rows (and why any would be skipped); measure nothing"
+    )
     p.add_argument("--no-quality", action="store_true", help="latency only")
     p.add_argument("--no-crops", action="store_true", help="no crops for the visual comparison sheet")
     p.add_argument("--report", nargs="?", const="", help="also write the report (into DIR, default <out>_report)")

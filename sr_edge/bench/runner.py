@@ -177,6 +177,7 @@ def _shape_range(datasets: Sequence[Dataset], resolutions: Sequence[Resolution],
 def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
     """Resolve the settings against the profile and list the contenders, in run order."""
     from ..backends import PRECISIONS, get_backend
+    from ..backends.base import precision_matches_bundle
     from ..export.bundle import find_bundles, read_bundle
 
     s = settings or BenchSettings()
@@ -237,7 +238,9 @@ def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
             for backend_name in backends:
                 backend = get_backend(backend_name)
                 for precision in precisions:
-                    if precision not in backend.precisions or (precision == "int8") != (b.precision == "int8"):
+                    try:  # the backends' own rule: int8 needs a QDQ bundle and a QDQ bundle runs as int8
+                        precision_matches_bundle(backend_name, b, precision, backend.precisions)  # type: ignore[arg-type]
+                    except SrEdgeError:
                         continue  # a pairing the backend or the bundle cannot run: not a row
                     needs_range = "profile" in {f.name for f in dataclasses.fields(backend.options_type)}
                     if needs_range and scale not in ranges:
@@ -249,6 +252,11 @@ def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
                             b.manifest,
                         )
                     )  # fmt: skip
+    if not contenders:
+        raise SrEdgeError(
+            f"nothing to measure on {profile.name}: no bundle under {s.bundles_dir} at scale(s) "
+            f"{', '.join(map(str, scales))} and no peers"
+        )
     ids = [c.id for c in contenders]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
