@@ -196,6 +196,40 @@ def test_interrupted_run_keeps_rows_and_resumes(lab: dict[str, Path], tmp_path: 
         assert full.row(kept.id) == kept
 
 
+def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> None:
+    """A real SIGINT to ``sr-edge bench``: exit 130, finished rows on disk, --resume completes."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "r.json"
+    args = [sys.executable, "-m", "sr_edge", "bench", "--device", "ci-cpu", "--bundles", str(lab["bundles"])]
+    args += ["-d", str(lab["data"]), "--resolution", "48x32", "--backend", "ort", "--peers", "bicubic", "--no-crops"]
+    args += ["--models", "espcn/x2"]
+    slow = ["--warmup", "0", "--min-runs", "2", "--min-time", "1.5", "--max-time", "1.5"]  # each latency takes 1.5 s
+    proc = subprocess.Popen(
+        [*args, *slow, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if out.is_file() and out.stat().st_size and json.loads(out.read_text())["rows"]:
+                break
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "continue with --resume" in err, err
+    doc = json.loads(out.read_text())
+    assert len(doc["rows"]) == 1 and not doc["complete"] and all(r["status"] == "ok" for r in doc["rows"])
+    done = subprocess.run([*args, *slow, "--out", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    final = json.loads(out.read_text())
+    assert final["complete"] and len(final["rows"]) == 2 and final["rows"][0] == doc["rows"][0]
+
+
 def test_unavailable_backend_and_broken_row(lab: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from sr_edge.backends import api
     from sr_edge.backends.openvino_backend import OpenVinoBackend
