@@ -332,7 +332,9 @@ def comparison_sheets(results: Results, out_dir: Path) -> list[Path]:
             panels.append((title, read_image(folder / str(r.crop))))
         cols = min(5, len(panels))
         nrows = -(-len(panels) // cols)
-        fig, axes = plt.subplots(nrows, cols, figsize=(3.0 * cols, 3.5 * nrows), squeeze=False)
+        fig, axes = plt.subplots(
+            nrows, cols, figsize=(3.0 * cols, 3.4 * nrows + 0.6), squeeze=False, constrained_layout=True
+        )
         for ax in axes.flat:
             ax.axis("off")
         for ax, (title, img) in zip(axes.flat, panels, strict=False):
@@ -342,9 +344,8 @@ def comparison_sheets(results: Results, out_dir: Path) -> list[Path]:
             ax.set_title(title, fontsize=8)
         box = crops.get("box", ["?", "?", "?"])
         fig.suptitle(
-            f"x{scale}: {ds}/{image}, HR crop at (top {box[0]}, left {box[1]}), {box[2]} px; PSNR-Y on the whole image"
+            f"x{scale}: {ds}/{image}, HR crop at (top {box[0]}, left {box[1]}), {box[2]} px; PSNR-Y of the whole image"
         )
-        fig.tight_layout()
         path = out_dir / f"sheet_x{scale}.png"
         _save(plt, fig, path, dpi=100)
         written.append(path)
