@@ -377,3 +377,19 @@ def test_settings_validation(lab: dict[str, Path]) -> None:
     p = plan(load_profile("ci-cpu"), settings(lab, bundles_dir=broken))
     assert len(p.bundle_errors) == 1 and "espcn/x2" in p.bundle_errors[0] and "sha256" in p.bundle_errors[0]
     assert all(c.variant != "espcn/x2" for c in p.contenders)
+
+
+def test_deployment_side_imports_no_torch(lab: dict[str, Path]) -> None:
+    """Benchmarking bundles on ORT/OpenVINO with the non-torch peers never imports torch."""
+    code = (
+        "import sys\n"
+        "from sr_edge.bench import benchmark, BenchSettings, LatencyPlan\n"
+        "from sr_edge.devices import load_profile, Resolution\n"
+        f"s = BenchSettings(bundles_dir={str(lab['bundles'])!r}, datasets=({str(lab['data'])!r},),\n"
+        "    resolutions=(Resolution(48, 32),), peers=('bicubic', 'opencv'), latency=LatencyPlan(0, 1, 0.0, 1.0))\n"
+        "rows = benchmark(load_profile('ci-cpu'), s).rows\n"
+        "assert rows and all(r.status != 'failed' for r in rows), [(r.id, r.reason) for r in rows]\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
