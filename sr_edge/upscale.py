@@ -6,7 +6,8 @@ outputs are rounded exactly as a saved file would be. Networks only see tensors:
 :class:`NetworkUpscaler` wraps any ``N x C x h x w -> N x C x sh x sw`` float function (a
 torch module, an ONNX Runtime / OpenVINO / TensorRT session) with the colour handling its
 model card asks for: ``rgb`` models get RGB; ``y`` models get the Y channel of MATLAB
-``rgb2ycbcr`` while Cb/Cr are upscaled with bicubic, as the classic SR papers did.
+``rgb2ycbcr`` while Cb/Cr are upscaled with bicubic (Pillow's C resampler, same kernel),
+as the classic SR papers did.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 from .data.color import rgb_to_ycbcr, ycbcr_to_rgb
-from .data.resize import imresize
+from .data.resize import imresize, resize_planes_fast
 from .errors import SrEdgeError
 
 SCALES = (2, 3, 4)
@@ -112,10 +113,10 @@ class NetworkUpscaler:
             if grey:  # a grey image is its own Y (as in the evaluation protocol)
                 out = self._net(x)
             else:
-                ycc = rgb_to_ycbcr(x)
-                y = self._net(ycc[..., :1].astype(np.float32))
-                cbcr = imresize(ycc[..., 1:], self.scale)
-                out = ycbcr_to_rgb(np.concatenate([y.astype(np.float64), cbcr], axis=-1))
+                ycc = rgb_to_ycbcr(x)  # float32 throughout: this runs on every deployed frame
+                y = self._net(np.ascontiguousarray(ycc[..., :1]))
+                cbcr = resize_planes_fast(ycc[..., 1:], self.scale)
+                out = ycbcr_to_rgb(np.concatenate([y.astype(np.float32), cbcr], axis=-1))
         else:
             out = self._net(np.repeat(x, 3, axis=-1) if grey else x)
             if grey:

@@ -28,7 +28,8 @@ def test_output_sizes_and_dtype() -> None:
     assert imresize(img, 4).shape == (120, 180, 3)
     assert imresize(img, output_shape=(7, 9)).shape == (7, 9, 3)
     assert imresize(img.astype(np.uint16), 2).dtype == np.uint16
-    assert imresize(img.astype(np.float32), 2).dtype == np.float64
+    assert imresize(img.astype(np.float32), 2).dtype == np.float32
+    assert imresize(img.astype(np.float64), 2).dtype == np.float64
 
 
 def test_linear_ramp_is_reproduced_inside() -> None:

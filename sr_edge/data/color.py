@@ -41,13 +41,21 @@ def rgb_to_y(rgb: np.ndarray, peak: float = 255.0) -> np.ndarray:
     return (16.0 + x @ _MATRIX[0]) * (peak / 255.0)
 
 
+def _float(x: np.ndarray) -> tuple[np.ndarray, np.dtype]:
+    dtype = np.dtype(np.float32) if np.asarray(x).dtype == np.float32 else np.dtype(np.float64)
+    return np.asarray(x, dtype=dtype), dtype
+
+
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """Full ``rgb2ycbcr`` on float images in [0, 1]; returns YCbCr in [0, 1] (studio range)."""
-    x = np.asarray(rgb, dtype=np.float64)
-    return (x @ _MATRIX.T + _OFFSET) / 255.0
+    """Full ``rgb2ycbcr`` on float images in [0, 1]; returns YCbCr in [0, 1] (studio range).
+
+    float32 in gives float32 out (the deployment path); anything else is computed in float64.
+    """
+    x, dtype = _float(rgb)
+    return (x @ (_MATRIX.T / 255.0).astype(dtype)) + (_OFFSET / 255.0).astype(dtype)
 
 
 def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr` (MATLAB ``ycbcr2rgb``); float in, float out, unclipped."""
-    x = np.asarray(ycbcr, dtype=np.float64) * 255.0 - _OFFSET
-    return x @ _INVERSE.T
+    x, dtype = _float(ycbcr)
+    return (x - (_OFFSET / 255.0).astype(dtype)) @ (_INVERSE.T * 255.0).astype(dtype)

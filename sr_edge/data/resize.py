@@ -6,8 +6,8 @@ mirrored borders, and each dimension resized in turn (rows first). For integer i
 MATLAB rounds and saturates after each pass; so do we, which is what makes our LR images
 agree with the canonical ones.
 
-Each pass is one matrix product with a dense (out x in) weight matrix, so a whole B100
-image resizes in milliseconds.
+Each pass gathers the few mirrored taps every output needs and sums them, vectorised over
+the whole image, so a B100 image resizes in milliseconds and a 720p frame in a few.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> np.ndarray:
-    """The (out_len x in_len) matrix of MATLAB's ``contributions`` for one dimension."""
+def _contributions(in_len: int, out_len: int, scale: float, antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB's ``contributions`` for one dimension: (input index, weight) per output and tap."""
     kernel_width = 4.0
     if scale < 1 and antialias:
         kernel_width /= scale
@@ -51,18 +51,24 @@ def _weight_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> 
     # MATLAB mirrors the border: index sequence 1..n, n..1, repeated.
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
     cols = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_len)]
-    matrix = np.zeros((out_len, in_len), dtype=np.float64)
-    rows = np.broadcast_to(np.arange(out_len)[:, None], cols.shape)
-    np.add.at(matrix, (rows, cols), weights)
-    matrix.setflags(write=False)
-    return matrix
+    keep = np.any(weights != 0, axis=0)  # MATLAB drops taps that are zero for every output
+    cols, weights = np.ascontiguousarray(cols[:, keep]), np.ascontiguousarray(weights[:, keep])
+    cols.setflags(write=False)
+    weights.setflags(write=False)
+    return cols, weights
 
 
 def _resize_dim(img: np.ndarray, axis: int, out_len: int, scale: float, antialias: bool) -> np.ndarray:
-    matrix = _weight_matrix(img.shape[axis], out_len, scale, antialias)
-    moved = np.moveaxis(img, axis, 0)
-    out = np.tensordot(matrix, moved, axes=(1, 0))
-    return np.moveaxis(out, 0, axis)
+    """One pass: each output is a weighted sum of a few mirrored input samples (4 when
+    enlarging, 4s + 2 when shrinking by s), so cost grows with the taps, not the image width."""
+    cols, weights = _contributions(img.shape[axis], out_len, scale, antialias)
+    shape = [1] * img.ndim
+    shape[axis] = -1
+    w = weights.astype(img.dtype, copy=False)
+    out = np.take(img, cols[:, 0], axis=axis) * w[:, 0].reshape(shape)
+    for k in range(1, cols.shape[1]):
+        out += np.take(img, cols[:, k], axis=axis) * w[:, k].reshape(shape)
+    return out
 
 
 def imresize(
@@ -75,8 +81,8 @@ def imresize(
 
     ``img`` is H x W or H x W x C. Give ``scale`` (e.g. ``1/3`` or ``4``), or ``output_shape``
     (then the per-dimension scale is out/in, as MATLAB does). uint8/uint16 images are
-    rounded and saturated after each pass and returned in their dtype; float images are
-    resized in float64 and returned as float64.
+    rounded and saturated after each pass and returned in their dtype; float32 images are
+    resized in float32 (fast colour paths); other floats in float64.
     """
     if img.ndim not in (2, 3):
         raise ValueError(f"imresize expects an H x W or H x W x C array, got shape {img.shape}")
@@ -97,7 +103,7 @@ def imresize(
         raise ValueError(f"imresize would produce an empty image from {h}x{w} at scale {scale}")
 
     peak = _INTEGER_RANGES.get(img.dtype)
-    out = img.astype(np.float64)
+    out = img.astype(np.float32 if img.dtype == np.float32 else np.float64)
     # MATLAB resizes the dimension with the smallest scale first (rows on a tie).
     order = sorted(range(2), key=lambda d: scales[d])
     sizes = (out_h, out_w)
@@ -114,3 +120,22 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop H and W down to multiples of ``scale``, keeping the top-left corner."""
     h, w = img.shape[:2]
     return img[: h - h % scale, : w - w % scale]
+
+
+def resize_planes_fast(planes: np.ndarray, scale: int) -> np.ndarray:
+    """Bicubic upscaling of float32 H x W x C planes with Pillow's C resampler.
+
+    Same kernel as MATLAB (cubic, a = -0.5, pixel-centre aligned); only the border
+    handling differs (Pillow renormalises clipped taps, MATLAB mirrors), so values agree
+    away from the outermost pixels. Used for the chroma of Y-channel models on every deployed
+    frame, where it is ~20x faster than :func:`imresize` and PSNR-Y does not depend on it.
+    """
+    from PIL import Image
+
+    h, w, c = planes.shape
+    size = (w * scale, h * scale)
+    out = np.empty((h * scale, w * scale, c), dtype=np.float32)
+    for i in range(c):
+        plane = Image.fromarray(np.ascontiguousarray(planes[..., i], dtype=np.float32), mode="F")
+        out[..., i] = np.asarray(plane.resize(size, Image.Resampling.BICUBIC))
+    return out
