@@ -1,37 +1,86 @@
 """sr-edge: super-resolution from training to edge deployment.
 
-The public API is what ``__all__`` lists. Deployment-side names import no torch.
+The public API is what ``__all__`` lists. Deployment-side names (evaluation, bundles,
+backends, benchmark, device profiles) import no torch; training-side names
+(``create_model``, ``list_models``, ``train``, ``TrainConfig``) are loaded on first use and
+need the ``train`` extra.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
+from .backends import load_bundle, load_upscaler
+from .bench import BenchSettings, benchmark, compare, write_report
 from .data import imresize, modcrop, read_image, resolve_dataset, rgb_to_y, write_image
+from .devices import DeviceProfile, load_profile
 from .errors import MissingDependencyError, SrEdgeError
 from .evaluate import EvalResult, degrade, evaluate
+from .export import export_bundle
 from .metrics import psnr, ssim
 from .resolve import create_upscaler
 from .upscale import Bicubic, NetworkUpscaler, Upscaler, upscale_image
 
+if TYPE_CHECKING:
+    from .models import create_model, list_models
+    from .train import TrainConfig, train
+
+# Training-side names, imported on first access so that deployment never imports torch.
+_LAZY = {
+    "create_model": ("sr_edge.models", "create_model"),
+    "list_models": ("sr_edge.models", "list_models"),
+    "train": ("sr_edge.train", "train"),
+    "TrainConfig": ("sr_edge.train", "TrainConfig"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            if e.name == "torch":
+                raise MissingDependencyError(f"sr_edge.{name}", "train", "torch") from None
+            raise
+    raise AttributeError(f"module 'sr_edge' has no attribute {name!r}")
+
+
 __all__ = [
+    "BenchSettings",
     "Bicubic",
+    "DeviceProfile",
     "EvalResult",
     "MissingDependencyError",
     "NetworkUpscaler",
     "SrEdgeError",
+    "TrainConfig",
     "Upscaler",
     "__version__",
+    "benchmark",
+    "compare",
+    "create_model",
     "create_upscaler",
     "degrade",
     "evaluate",
+    "export_bundle",
     "imresize",
+    "list_models",
+    "load_bundle",
+    "load_profile",
+    "load_upscaler",
     "modcrop",
     "psnr",
     "read_image",
     "resolve_dataset",
     "rgb_to_y",
     "ssim",
+    "train",
     "upscale_image",
     "write_image",
+    "write_report",
 ]

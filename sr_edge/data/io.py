@@ -206,6 +206,7 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
             pil = Image.fromarray(img[..., 0] if channels == 1 else img, mode=mode)
             fmt = _FORMATS[suffix]
             pil.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 is not what a user expects of an image
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
