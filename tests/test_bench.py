@@ -206,7 +206,11 @@ def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> Non
     args = [sys.executable, "-m", "sr_edge", "bench", "--device", "ci-cpu", "--bundles", str(lab["bundles"])]
     args += ["-d", str(lab["data"]), "--resolution", "48x32", "--backend", "ort", "--peers", "bicubic", "--no-crops"]
     args += ["--models", "espcn/x2"]
-    slow = ["--warmup", "0", "--min-runs", "2", "--min-time", "1.5", "--max-time", "1.5"]  # each latency takes 1.5 s
+    # each latency phase takes 3 s, so the SIGINT sent when the first row lands finds the second
+    # row running. That window opens with the runtimes' first imports, which once turned a
+    # Ctrl-C into "ort not installed" (a skipped row, exit 0) or an onnx segfault; the runner
+    # now imports them before the first row.
+    slow = ["--warmup", "0", "--min-runs", "2", "--min-time", "3", "--max-time", "3"]
     proc = subprocess.Popen(
         [*args, *slow, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -215,7 +219,7 @@ def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> Non
         while time.monotonic() < deadline:
             if out.is_file() and out.stat().st_size and json.loads(out.read_text())["rows"]:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:

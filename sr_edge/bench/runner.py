@@ -379,6 +379,22 @@ def _quality(deployed: Deployed, datasets: Sequence[Dataset]) -> dict[str, Quali
     return out
 
 
+def _import_runtimes(plan_: Plan, kept: Mapping[str, Row]) -> None:
+    """Import every runtime the remaining rows need, before the first row.
+
+    A Ctrl-C that lands while an extension package is first imported is not a clean
+    ``KeyboardInterrupt``: onnxruntime (through numpy) turns it into an ImportError, which
+    mid-run would skip a row as "not installed" and end the run as complete, and onnx's
+    protobuf module can crash the process. Importing up front leaves only pure-Python
+    work and runtime calls in the window a user interrupts.
+    """
+    todo = [c for c in plan_.contenders if c.id not in kept]
+    for c in todo:
+        c.skip_reason()  # imports the backend's runtime
+    if any(c.peer is None or c.peer == "torch" for c in todo):
+        import onnx  # noqa: F401  (MAC counting of every bundle row)
+
+
 def run_row(
     c: Contender,
     plan_: Plan,
@@ -548,6 +564,7 @@ def benchmark(
             write_json(out_path, {**header, "rows": [r.to_json() for r in rows]})
 
     save(complete=False)  # the file exists (with no rows yet) from the start of the run
+    _import_runtimes(plan_, kept)
     bar = tqdm(plan_.contenders, desc="bench", unit="row", disable=None if progress else True, leave=False)
     for c in bar:
         bar.set_postfix_str(c.id, refresh=True)
