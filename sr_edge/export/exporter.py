@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import __version__
 from ..errors import MissingDependencyError, SrEdgeError, one_line
-from ..provenance import git_info, library_versions, now_utc, sha256_file
+from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file
 from .bundle import (
     FORMAT,
     FORMAT_VERSION,
@@ -503,6 +503,7 @@ def export_bundle(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide the bundle from other users
         onnx_path = tmp / MODEL_FILE
         onnx_path.write_bytes(model.SerializeToString(deterministic=True))
         manifest["files"] = {MODEL_FILE: {"sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size}}

@@ -169,6 +169,9 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     color_mode="y",
     paper="Shi et al., CVPR 2016 (ReLU instead of tanh)",
     description="3 convs in LR space + pixel shuffle",
+    weights={
+        3: "dc38f3cc3b92a609ff72e88819f9efc9e611c73c2c4a6524481bb98d0128e082",
+    },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:
     return ESPCN(scale, **kw)

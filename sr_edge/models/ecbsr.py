@@ -203,6 +203,11 @@ _PAPER = "Zhang et al., ECBSR, ACM MM 2021"
     color_mode="y",
     paper=_PAPER,
     description="re-parameterisable edge-oriented blocks: 4 x 16 ch; deploys as 6 plain 3x3 convs",
+    weights={
+        2: "c26fe44a175697e719a53d5905e680e5c2c0c5ac9d3346edf60a1d003cf96495",
+        3: "2312803036a9c256253649e519a71a95294087fad8ef04af3b2b0002bc20ae64",
+        4: "63d81ba9e4504cd6964738b13ed2cd61776b3afb6701d906ac3e1eaccc9b2925",
+    },
 )
 def ecbsr_m4c16(scale: int, **kw: int) -> ECBSR:
     return ECBSR(scale, **{"blocks": 4, "features": 16, **kw})
