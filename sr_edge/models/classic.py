@@ -147,6 +147,9 @@ def srcnn(scale: int, **kw: int) -> SRCNN:
     color_mode="y",
     paper="Dong et al., ECCV 2016 (d=56, s=12, m=4)",
     description="hourglass CNN in LR space, 9x9 transposed-conv upsampling",
+    weights={
+        2: "97a5763ff0020fbfcb7a3c6e0830e529d25b6a1139109bdf4b67591c89bb3938",
+    },
 )
 def fsrcnn(scale: int, **kw: int) -> FSRCNN:
     return FSRCNN(scale, **kw)
