@@ -173,6 +173,7 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     paper="Shi et al., CVPR 2016 (ReLU instead of tanh)",
     description="3 convs in LR space + pixel shuffle",
     weights={
+        2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
         3: "dc38f3cc3b92a609ff72e88819f9efc9e611c73c2c4a6524481bb98d0128e082",
         4: "54b08703f642eabf2dac816bca69947f95c09bd8077a76d0c797f69d95b5d21f",
     },
