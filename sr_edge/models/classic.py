@@ -149,6 +149,8 @@ def srcnn(scale: int, **kw: int) -> SRCNN:
     description="hourglass CNN in LR space, 9x9 transposed-conv upsampling",
     weights={
         2: "97a5763ff0020fbfcb7a3c6e0830e529d25b6a1139109bdf4b67591c89bb3938",
+        3: "4c6d697e0dbcbe05791330f549aebf442b5afdda61558b166cc78135b24654fc",
+        4: "d3a47f3467b35b1b53130a8b42aa6f16e189c1a32be54609fd0fdfa79b0f8a02",
     },
 )
 def fsrcnn(scale: int, **kw: int) -> FSRCNN:
