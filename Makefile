@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on its embedded default (no dataset needed).
+# The main job on its embedded default (no dataset needed): the shipped models' quality on
+# scikit-image's bundled photos, then a quick quality-vs-latency benchmark of the committed
+# bundles on this machine's device profile (results/, with the report and Pareto plot).
 run: setup
-	$(VENV)/bin/sr-edge eval bicubic --scale 2 3 4
+	$(VENV)/bin/sr-edge eval bicubic ecbsr-m4c16 fsrcnn espcn --scale 2 3 4
+	$(VENV)/bin/sr-edge bench --quick --dataset samples --out results/bench.json --overwrite --report
 
 test: setup
 	$(PY) -m ruff check sr_edge tests

@@ -33,6 +33,7 @@ from ..data.datasets import Dataset
 from ..errors import SrEdgeError
 from ..evaluate import evaluate
 from ..models import create_model, list_models, load_state, model_card
+from ..provenance import sha256_file
 from ..upscale import NetworkUpscaler
 from .config import TrainConfig
 from .data import PatchSampler, split_validation, training_files
@@ -112,7 +113,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict[str, int]:
+def _init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict[str, Any]:
     """Fine-tuning start: copy every tensor of ``path`` whose name and shape fit.
 
     ``path`` is a checkpoint file, or a registered model name meaning its shipped weights
@@ -132,7 +133,13 @@ def _init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict
         raise SrEdgeError(f"{path}: no tensor fits {model_name} (another configuration?)")
     own.update(fitting)
     model.load_state_dict(own)
-    return {"copied": len(fitting), "kept_initial": len(own) - len(fitting)}
+    return {
+        "from": ckpt.model,
+        "scale": ckpt.scale,
+        "sha256": sha256_file(Path(path)),
+        "copied": len(fitting),
+        "kept_initial": len(own) - len(fitting),
+    }
 
 
 def _validate(net: nn.Module, cfg: TrainConfig, val: Dataset, device: torch.device) -> dict[str, float]:
@@ -221,7 +228,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         model = create_model(config.model, config.scale, **config.options)
         gan = _GanParts(config, device) if config.perceptual is not None else None
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
-        start_step, best_val, init_info = 0, None, None
+        start_step, best_val = 0, None
+        init_info: dict[str, Any] | None = None
         if resume:
             ckpt = load_checkpoint(last_path, with_training_state=True)
             saved = TrainConfig.from_json(ckpt.meta["train_config"])
@@ -234,6 +242,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 gan.load(ckpt.modules, ckpt.optimizers)
             start_step = int(ckpt.meta["step"])
             best_val = ckpt.meta.get("best_val_psnr_y")
+            init_info = ckpt.meta.get("init")  # a resumed fine-tune still says where it started
         elif config.init:
             init_info = _init_from(model, config.init, config.model, config.scale)
         model.to(device)
