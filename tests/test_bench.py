@@ -120,6 +120,26 @@ def test_latency_plan_meets_count_and_time() -> None:
         LatencyPlan(min_runs=0)
 
 
+def test_latency_rounds_keep_the_best_round(lab: dict[str, Path], tmp_path: Path) -> None:
+    """Rounds are passes over the matrix; each row reports its lowest-p50 round and lists them all."""
+    with pytest.raises(SrEdgeError, match="latency rounds"):
+        LatencyPlan(rounds=0)
+    out = tmp_path / "r.json"
+    s = settings(lab, backends=("ort",), precisions=("fp32",), latency=dataclasses.replace(FAST, rounds=3))
+    results = benchmark(load_profile("ci-cpu"), s, out=out)
+    assert results.rows and all(r.ok for r in results.rows)
+    for row in results.rows:
+        for t in row.latency.values():
+            for stats in (t.frame, t.model):
+                if stats is None:
+                    continue
+                assert len(stats.round_p50_ms) == 3 and stats.p50_ms == min(stats.round_p50_ms)
+            if t.model is not None and t.gops_per_frame:
+                assert t.achieved_gops == pytest.approx(t.gops_per_frame / (t.model.p50_ms / 1000), rel=1e-3)
+    again = load_results(out)
+    assert again.header["complete"] and [r.to_json() for r in again.rows] == [r.to_json() for r in results.rows]
+
+
 def test_plan_matrix(lab: dict[str, Path]) -> None:
     p = plan(load_profile("ci-cpu"), settings(lab, peers=("bicubic", "torch", "opencv")))
     ids = [c.id for c in p.contenders]
@@ -210,7 +230,7 @@ def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> Non
     # row running. That window opens with the runtimes' first imports, which once turned a
     # Ctrl-C into "ort not installed" (a skipped row, exit 0) or an onnx segfault; the runner
     # now imports them before the first row.
-    slow = ["--warmup", "0", "--min-runs", "2", "--min-time", "3", "--max-time", "3"]
+    slow = ["--warmup", "0", "--min-runs", "2", "--min-time", "3", "--max-time", "3", "--rounds", "1"]
     proc = subprocess.Popen(
         [*args, *slow, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -124,9 +124,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"sr-edge: device {profile.name} (detected; pass --device to choose)", file=sys.stderr)
     baseline = load_results(args.compare) if args.compare else None  # fail before measuring
     if args.quick:
-        latency = LatencyPlan(warmup=1, min_runs=3, min_time_s=0.0, max_time_s=10.0)
+        latency = LatencyPlan(warmup=1, min_runs=3, min_time_s=0.0, max_time_s=10.0, rounds=1)
     else:
-        latency = LatencyPlan(args.warmup, args.min_runs, args.min_time, max(args.max_time, args.min_time))
+        latency = LatencyPlan(
+            args.warmup, args.min_runs, args.min_time, max(args.max_time, args.min_time), rounds=args.rounds
+        )
     peers: tuple[str, ...] | None = () if args.no_peers else (tuple(args.peers) if args.peers else None)
     settings = BenchSettings(
         models=tuple(args.models or ()),
@@ -225,8 +227,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="runtime threads (default: the profile's)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)")
-    p.add_argument("--min-time", type=float, default=2.0, help="and at least this many seconds (default 2)")
+    p.add_argument("--min-time", type=float, default=1.0, help="and at least this many seconds per round (default 1)")
     p.add_argument("--max-time", type=float, default=30.0, help="stop a slow row after this many seconds (default 30)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="latency rounds per row, in passes over the matrix; the best round's p50 is kept (default 3)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: 1 warm-up, 3 runs, no minimum time")
     p.add_argument(
         "--dry-run", action="store_true", help="list the rows (and why any would be skipped); measure nothing"

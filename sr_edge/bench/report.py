@@ -159,8 +159,13 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
         f"libraries: {', '.join(f'{k} {v}' for k, v in (h.get('libraries') or {}).items())}",
         f"- run {h.get('created')} .. {h.get('updated')}{'' if h.get('complete') else ' (INCOMPLETE: interrupted)'}",
         f"- latency at {', '.join(s.get('resolutions', []))} (LR input), {s.get('threads') or 'default'} threads: "
-        f"{lat.get('warmup')} warm-up runs, then at least {lat.get('min_runs')} runs and {lat.get('min_time_s')} s; "
-        "frame = uint8 image in and out (colour handling included), network = the model alone on a float32 tensor",
+        f"{lat.get('warmup')} warm-up runs, then at least {lat.get('min_runs')} runs and {lat.get('min_time_s')} s"
+        + (
+            f", in {lat['rounds']} rounds (passes over the matrix), the round with the lowest p50 kept; "
+            if (lat.get("rounds") or 1) > 1
+            else "; "
+        )
+        + "frame = uint8 image in and out (colour handling included), network = the model alone on a float32 tensor",
         f"- quality: PSNR-Y / SSIM-Y (standard protocol) on {', '.join(datasets)}, computed from the deployed "
         "backend's own outputs",
         f"- budget: {budget} ms per frame, {mem_budget} MB",
