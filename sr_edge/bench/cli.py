@@ -226,7 +226,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-peers", action="store_true", help="bundles only")
     p.add_argument("--threads", type=int, help="runtime threads (default: the profile's)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--min-runs", type=int, default=10, help="at least this many timed runs (default 10)")
+    p.add_argument("--min-runs", type=int, default=5, help="at least this many timed runs per round (default 5)")
     p.add_argument("--min-time", type=float, default=1.0, help="and at least this many seconds per round (default 1)")
     p.add_argument("--max-time", type=float, default=30.0, help="stop a slow row after this many seconds (default 30)")
     p.add_argument(
