@@ -1,7 +1,8 @@
 """The backend conformance suite: every available backend x every light registered model.
 
-Bundles are exported once per session from random-weight checkpoints (shipped weights
-are still training), so the torch backend can rebuild each parent model. Each backend
+Bundles are exported once per session from random-weight checkpoints of every light
+model (shipped weights exist for only some; tests/test_shipped.py runs the committed
+bundles), so the torch backend can rebuild each parent model. Each backend
 must reproduce the torch reference on a real photo crop at >= 50 dB in fp32, and any
 backend's Set5 PSNR must sit within 0.01 dB of torch. Failures of every kind (tampered
 bundle, newer format, missing runtime, wrong input) must be one-line errors.
