@@ -15,10 +15,11 @@ every finished row; ``resume=True`` continues it (rows that failed are retried).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from .contenders import (
     OpenCVContender,
     options_for,
 )
-from .memory import MemoryProbe
+from .memory import MemoryProbe, MemoryStats
 from .results import SCHEMA, SCHEMA_VERSION, Quality, Results, Row, Timing, load_results
 from .timing import LatencyPlan, measure_latency
 
@@ -395,6 +396,27 @@ def _import_runtimes(plan_: Plan, kept: Mapping[str, Row]) -> None:
         import onnx  # noqa: F401  (MAC counting of every bundle row)
 
 
+@contextlib.contextmanager
+def _measured(
+    c: Contender, plan_: Plan, peak: float | None
+) -> Iterator[tuple[Deployed, dict[str, Timing], MemoryStats]]:
+    """Open ``c``'s session and time it at every resolution; the session closes on exit.
+
+    Memory is probed from before the open, so session build memory counts.
+    """
+    deployed: Deployed | None = None
+    try:
+        with MemoryProbe() as probe:
+            deployed = c.open()
+            probe.sample()
+            timings = _timings(deployed, plan_.resolutions, c.scale, plan_.settings.latency, peak, probe)
+            memory = probe.stats()
+        yield deployed, timings, memory
+    finally:
+        if deployed is not None:
+            deployed.close()
+
+
 def _rounds_done(row: Row) -> int:
     timings = list((row.latency or {}).values())
     if not timings:
@@ -404,20 +426,14 @@ def _rounds_done(row: Row) -> int:
 
 def _another_round(row: Row, c: Contender, plan_: Plan) -> Row:
     """Time ``row`` once more and keep, per resolution and kind, the round with the lower p50."""
-    hw = plan_.profile.hardware
-    peak = hw.peak(c.precision)
-    deployed: Deployed | None = None
+    peak = plan_.profile.hardware.peak(c.precision)
     try:
-        with MemoryProbe() as probe:
-            deployed = c.open()
-            again = _timings(deployed, plan_.resolutions, c.scale, plan_.settings.latency, peak, probe)
+        with _measured(c, plan_, peak) as (_, again, _):
+            pass
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception:  # the first round stands; a flaky reopen must not lose a finished row
         return row
-    finally:
-        if deployed is not None:
-            deployed.close()
     merged: dict[str, Timing] = {}
     for res, t in (row.latency or {}).items():
         new = again.get(res)
@@ -459,25 +475,19 @@ def run_row(
     reason = c.skip_reason()
     if reason is not None:
         return Row(**base, status="skipped", reason=reason, seconds=round(time.perf_counter() - started, 3))
-    hw = plan_.profile.hardware
-    peak = hw.peak(c.precision)
-    deployed: Deployed | None = None
+    peak = plan_.profile.hardware.peak(c.precision)
     try:
-        with MemoryProbe() as probe:
-            deployed = c.open()
-            probe.sample()
-            timings = _timings(deployed, plan_.resolutions, c.scale, plan_.settings.latency, peak, probe)
-            memory = probe.stats()
-        quality = _quality(deployed, plan_.datasets) if plan_.settings.quality else {}
-        crop_name = None
-        if crops is not None:
-            spec, folder = crops
-            _, lr = _crop_lr(spec, c.scale)
-            sr = deployed.upscaler(lr)[spec.top : spec.top + spec.size, spec.left : spec.left + spec.size]
-            from ..data.io import write_image
+        with _measured(c, plan_, peak) as (deployed, timings, memory):
+            quality = _quality(deployed, plan_.datasets) if plan_.settings.quality else {}
+            crop_name = None
+            if crops is not None:
+                spec, folder = crops
+                _, lr = _crop_lr(spec, c.scale)
+                sr = deployed.upscaler(lr)[spec.top : spec.top + spec.size, spec.left : spec.left + spec.size]
+                from ..data.io import write_image
 
-            crop_name = f"{_safe(c.id)}.png"
-            write_image(folder / crop_name, sr)
+                crop_name = f"{_safe(c.id)}.png"
+                write_image(folder / crop_name, sr)
     except SrEdgeError as e:
         return Row(**base, status="failed", reason=one_line(str(e)), seconds=round(time.perf_counter() - started, 3))
     except (KeyboardInterrupt, SystemExit):
@@ -485,9 +495,6 @@ def run_row(
     except Exception as e:  # one runtime's bug must not end the whole matrix
         reason = f"{type(e).__name__}: {one_line(str(e))}"[:500]
         return Row(**base, status="failed", reason=reason, seconds=round(time.perf_counter() - started, 3))
-    finally:
-        if deployed is not None:
-            deployed.close()
     compute = {
         "macs_per_lr_pixel": deployed.macs_per_lr_pixel,
         "unit": "GOP/s" if c.precision == "int8" else "GFLOP/s",
