@@ -156,3 +156,21 @@ def model_from_checkpoint(path: str | os.PathLike[str], scale: int | None = None
     model = create_model(ckpt.model, ckpt.scale, **ckpt.overrides)
     load_state(model, ckpt.state_dict, str(ckpt.path))
     return model, ckpt
+
+
+def training_stage(meta: dict[str, Any]) -> dict[str, Any]:
+    """One training run as its checkpoint metadata tells it: where it started (``init``,
+    which holds the parent's own stage for runs that recorded it), steps, time, device."""
+    cfg = meta.get("train_config") or {}
+    return {
+        "model": cfg.get("model"),
+        "scale": cfg.get("scale"),
+        "steps": meta.get("step"),
+        "wall_seconds": meta.get("wall_seconds"),
+        "device": meta.get("device"),
+        "device_name": meta.get("device_name"),
+        "batch_size": cfg.get("batch_size"),
+        "patch_size": cfg.get("patch_size"),
+        "lr": cfg.get("lr"),
+        "init": meta.get("init") or cfg.get("init"),
+    }

@@ -169,6 +169,25 @@ def test_fine_tune_from_another_scale(image_folder: Path, tmp_path: Path) -> Non
     assert x3.step == 8
 
 
+def test_shipped_card_lists_every_fine_tune_stage(image_folder: Path, tmp_path: Path) -> None:
+    from sr_edge.provenance import sha256_file
+    from sr_edge.train.ship import lineage, ship
+
+    a = train(tiny_config(image_folder, tmp_path / "a"), progress=False)
+    b = train(tiny_config(image_folder, tmp_path / "b", steps=6, init=str(a.last)), progress=False)
+    c = train(tiny_config(image_folder, tmp_path / "c", steps=4, init=str(b.last)), progress=False)
+    card = ship(tmp_path / "c", dest=tmp_path / "weights")
+    assert [st["steps"] for st in card["lineage"]] == [4, 6, 8] and card["total_steps"] == 18
+    assert [st["from"]["sha256"] for st in card["lineage"][:2]] == [sha256_file(b.last), sha256_file(a.last)]
+    assert "from" not in card["lineage"][-1] and card["trained_on"]["device"] == "cpu"
+    # A parent recorded only by sha256 (runs from before the record held the stage) is found
+    # among --parents by its bytes, and one found nowhere ends the chain, flagged.
+    meta = load_checkpoint(c.last).meta
+    del meta["init"]["parent"]
+    assert [st["steps"] for st in lineage(meta, [tmp_path / "b"])] == [4, 6, 8]
+    assert lineage(meta)[-1]["from"]["found"] is False
+
+
 def test_training_input_errors(image_folder: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

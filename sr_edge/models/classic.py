@@ -148,7 +148,7 @@ def srcnn(scale: int, **kw: int) -> SRCNN:
     paper="Dong et al., ECCV 2016 (d=56, s=12, m=4)",
     description="hourglass CNN in LR space, 9x9 transposed-conv upsampling",
     weights={
-        2: "97a5763ff0020fbfcb7a3c6e0830e529d25b6a1139109bdf4b67591c89bb3938",
+        2: "5aca6c1eee305f9e52f392465c21eaa7efa138d8b152da5669d400af03e3383e",
         3: "4c6d697e0dbcbe05791330f549aebf442b5afdda61558b166cc78135b24654fc",
         4: "d3a47f3467b35b1b53130a8b42aa6f16e189c1a32be54609fd0fdfa79b0f8a02",
     },
@@ -176,8 +176,8 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     description="3 convs in LR space + pixel shuffle",
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
-        3: "dc38f3cc3b92a609ff72e88819f9efc9e611c73c2c4a6524481bb98d0128e082",
-        4: "54b08703f642eabf2dac816bca69947f95c09bd8077a76d0c797f69d95b5d21f",
+        3: "4691fb05b547bd5a8305cfff4e6b40ee5dd46f016ce987a097a7ef0605bdddce",
+        4: "5fff2209b2625053d558a65751ae3dff3511ee32bd6177905b7a5cfa84f0a756",
     },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint, training_stage
 from ..data.datasets import Dataset
 from ..errors import SrEdgeError
 from ..evaluate import evaluate
 from ..models import create_model, list_models, load_state, model_card
-from ..provenance import sha256_file
+from ..provenance import cpu_model, sha256_file
 from ..upscale import NetworkUpscaler
 from .config import TrainConfig
 from .data import PatchSampler, split_validation, training_files
@@ -139,6 +139,8 @@ def _init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict
         "sha256": sha256_file(Path(path)),
         "copied": len(fitting),
         "kept_initial": len(own) - len(fitting),
+        "path": path,
+        "parent": training_stage(ckpt.meta),  # so a card can list the whole chain of fine-tunes
     }
 
 
@@ -277,6 +279,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             "init": init_info,
             "world_size": dist.world,
             "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
         }
         log_file = out / LOG
         if dist.main:

@@ -1,6 +1,6 @@
 """Ship a trained run's weights inside the package, with a measured model card.
 
-``python -m sr_edge.train.ship RUN_DIR [--checkpoint last|best]`` copies the weights only
+``python -m sr_edge.train.ship RUN_DIR [--checkpoint last|best] [--parents DIR...]`` copies the weights only
 (no optimizer state) to ``sr_edge/weights/<model>_x<scale>.safetensors``, measures PSNR/SSIM
 on Set5, Set14 and B100 (and the embedded samples) with the protocol, and writes the card
 ``<model>_x<scale>.json`` beside it: data, steps, wall time, training config, params, MACs,
@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, training_stage
 from ..data.datasets import resolve_dataset
 from ..errors import SrEdgeError
 from ..evaluate import evaluate
@@ -41,15 +42,55 @@ def measure(model: Any, name: str, color_mode: str) -> dict[str, dict[str, float
     return table
 
 
-def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR) -> dict[str, Any]:
+def lineage(meta: dict[str, Any], search: Sequence[Path] = ()) -> list[dict[str, Any]]:
+    """The chain of training runs behind a checkpoint, newest first.
+
+    A run's ``init`` record names its parent by sha256; the parent's stage comes from the
+    record itself (runs since the record held it) or from a checkpoint among ``search``
+    whose bytes match. A parent found neither way ends the chain with ``found: false``.
+    """
+    by_sha: dict[str, Path] = {}
+    for place in search:
+        for f in sorted(place.glob("*.safetensors")) if place.is_dir() else [place]:
+            if f.is_file():
+                by_sha.setdefault(sha256_file(f), f)
+    chain = [training_stage(meta)]
+    seen: set[str] = set()
+    while True:
+        init = chain[-1].pop("init", None)
+        if not init:
+            break
+        if not isinstance(init, dict) or not init.get("sha256"):
+            chain[-1]["from"] = {"path": str(init), "found": False}  # recorded before runs kept a sha256
+            break
+        sha = str(init["sha256"])
+        chain[-1]["from"] = {"model": init.get("from"), "scale": init.get("scale"), "sha256": sha}
+        if sha in seen:
+            break
+        seen.add(sha)
+        if isinstance(init.get("parent"), dict):
+            chain.append(dict(init["parent"]))
+        elif sha in by_sha:
+            chain.append(training_stage(load_checkpoint(by_sha[sha]).meta))
+        else:
+            chain[-1]["from"]["found"] = False
+            break
+    return chain
+
+
+def ship(
+    run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: Sequence[Path] = ()
+) -> dict[str, Any]:
     src = run_dir / f"{which}.safetensors"
     model, ckpt = model_from_checkpoint(src)
     card = model_card(ckpt.model)
     stats = model_stats(model.deploy(), card.channels, ckpt.scale)
     target = dest / f"{ckpt.model}_x{ckpt.scale}.safetensors"
+    # Before the old file is replaced: it may be the parent this run was fine-tuned from.
+    chain = lineage(ckpt.meta, [target, *search])
     keep = {
         k: ckpt.meta[k]
-        for k in ("train_config", "data", "step", "wall_seconds", "metrics", "init", "git")
+        for k in ("train_config", "data", "step", "wall_seconds", "metrics", "init", "git", "device", "device_name")
         if k in ckpt.meta
     }
     save_checkpoint(target, ckpt.model, ckpt.scale, model.state_dict(), meta=keep, overrides=ckpt.overrides)
@@ -67,8 +108,12 @@ def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR) -> dict[s
         "train_data": ckpt.meta.get("data", {}),
         "train_config": ckpt.meta.get("train_config", {}),
         "init": ckpt.meta.get("init"),
+        "lineage": chain,
+        "total_steps": sum(int(st.get("steps") or 0) for st in chain),
+        "total_wall_hours": round(sum(float(st.get("wall_seconds") or 0.0) for st in chain) / 3600, 2),
         "steps": ckpt.meta.get("step"),
         "wall_hours": round(float(ckpt.meta.get("wall_seconds", 0.0)) / 3600, 2),
+        "trained_on": {"device": ckpt.meta.get("device"), "name": ckpt.meta.get("device_name")},
         "git": ckpt.meta.get("git", {}),
         "quality": measure(model, ckpt.model, card.color_mode),
         "sha256": sha256_file(target),
@@ -82,9 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sr_edge.train.ship", description=__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with last.safetensors)")
     parser.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    parser.add_argument(
+        "--parents",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="run folders or checkpoints to find earlier stages of a fine-tuned run in (matched by sha256)",
+    )
     args = parser.parse_args(argv)
     for run in args.runs:
-        info = ship(run, args.checkpoint)
+        info = ship(run, args.checkpoint, search=args.parents)
         q = ", ".join(f"{k} {v['psnr_y']:.2f}/{v['ssim_y']:.4f}" for k, v in info["quality"].items())
         print(json.dumps({"model": info["model"], "scale": info["scale"], "sha256": info["sha256"]}))
         print(f"  {q}", file=sys.stderr)
