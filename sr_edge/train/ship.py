@@ -78,9 +78,7 @@ def lineage(meta: dict[str, Any], search: Sequence[Path] = ()) -> list[dict[str,
     return chain
 
 
-def ship(
-    run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: Sequence[Path] = ()
-) -> dict[str, Any]:
+def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: Sequence[Path] = ()) -> dict[str, Any]:
     src = run_dir / f"{which}.safetensors"
     model, ckpt = model_from_checkpoint(src)
     card = model_card(ckpt.model)
