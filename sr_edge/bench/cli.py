@@ -225,15 +225,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peers", nargs="+", choices=["bicubic", "torch", "opencv"], help="peers (default: the profile's)")
     p.add_argument("--no-peers", action="store_true", help="bundles only")
     p.add_argument("--threads", type=int, help="runtime threads (default: the profile's)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--min-runs", type=int, default=5, help="at least this many timed runs per round (default 5)")
-    p.add_argument("--min-time", type=float, default=1.0, help="and at least this many seconds per round (default 1)")
+    p.add_argument(
+        "--warmup", type=int, default=3, help="untimed runs before a row's first timing (default 3; 1 in later rounds)"
+    )
+    p.add_argument("--min-runs", type=int, default=3, help="at least this many timed runs per round (default 3)")
+    p.add_argument("--min-time", type=float, default=0.5, help="and at least this many seconds per round (default 0.5)")
     p.add_argument("--max-time", type=float, default=30.0, help="stop a slow row after this many seconds (default 30)")
     p.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="latency rounds per row, in passes over the matrix; the best round's p50 is kept (default 3)",
+        default=6,
+        help="latency rounds per row, in passes over the matrix; the best round's p50 is kept (default 6)",
     )
     p.add_argument("--quick", action="store_true", help="smoke test: 1 warm-up, 3 runs, no minimum time")
     p.add_argument(
