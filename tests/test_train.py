@@ -179,7 +179,7 @@ def test_shipped_card_lists_every_fine_tune_stage(image_folder: Path, tmp_path: 
     card = ship(tmp_path / "c", dest=tmp_path / "weights")
     assert [st["steps"] for st in card["lineage"]] == [4, 6, 8] and card["total_steps"] == 18
     assert [st["from"]["sha256"] for st in card["lineage"][:2]] == [sha256_file(b.last), sha256_file(a.last)]
-    assert "from" not in card["lineage"][-1] and card["trained_on"]["device"] == "cpu"
+    assert "from" not in card["lineage"][-1] and card["lineage"][0]["device"] == "cpu"
     # A parent recorded only by sha256 (runs from before the record held the stage) is found
     # among --parents by its bytes, and one found nowhere ends the chain, flagged.
     meta = load_checkpoint(c.last).meta

@@ -353,8 +353,7 @@ def _timings(
         if deployed.model_fn is not None:
             x = rng.random((1, deployed.channels, res.height, res.width), dtype=np.float32)
             # The frame runs just ran this network at this size: one warm-up run is enough.
-            warm = dataclasses.replace(latency, warmup=min(latency.warmup, 1))
-            model_stats = measure_latency(lambda x=x, fn=deployed.model_fn: fn(x), warm)  # type: ignore[misc]
+            model_stats = measure_latency(lambda x=x, fn=deployed.model_fn: fn(x), latency.warmed())  # type: ignore[misc]
             probe.sample()
             if deployed.macs_per_lr_pixel:
                 gops = 2.0 * deployed.macs_per_lr_pixel * res.width * res.height / 1e9
@@ -431,9 +430,8 @@ def _another_round(row: Row, c: Contender, plan_: Plan) -> Row:
     peak = plan_.profile.hardware.peak(c.precision)
     # A reopened session needs one untimed run (first-run set-up at this size), not the
     # first round's full warm-up: that saves about a third of each later round.
-    latency = dataclasses.replace(plan_.settings.latency, warmup=min(plan_.settings.latency.warmup, 1))
     try:
-        with _measured(c, plan_, peak, latency) as (_, again, _):
+        with _measured(c, plan_, peak, plan_.settings.latency.warmed()) as (_, again, _):
             pass
     except (KeyboardInterrupt, SystemExit):
         raise

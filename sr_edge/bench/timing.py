@@ -34,6 +34,10 @@ class LatencyPlan:
     # phases last seconds, and one contiguous window cannot be reproduced within 5%.
     rounds: int = 1
 
+    def warmed(self) -> LatencyPlan:
+        """This plan for a session that has already run at this size: one warm-up run."""
+        return dataclasses.replace(self, warmup=min(self.warmup, 1))
+
     def __post_init__(self) -> None:
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise SrEdgeError(f"warm-up runs must be a non-negative integer, got {self.warmup!r}")

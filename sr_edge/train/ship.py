@@ -111,7 +111,6 @@ def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: S
         "total_wall_hours": round(sum(float(st.get("wall_seconds") or 0.0) for st in chain) / 3600, 2),
         "steps": ckpt.meta.get("step"),
         "wall_hours": round(float(ckpt.meta.get("wall_seconds", 0.0)) / 3600, 2),
-        "trained_on": {"device": ckpt.meta.get("device"), "name": ckpt.meta.get("device_name")},
         "git": ckpt.meta.get("git", {}),
         "quality": measure(model, ckpt.model, card.color_mode),
         "sha256": sha256_file(target),
