@@ -17,7 +17,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from .data.color import rgb_to_ycbcr, ycbcr_to_rgb
+from .data.color import rgb_to_ycbcr, ycbcr_planes_to_image
 from .data.resize import imresize, resize_planes_fast
 from .errors import SrEdgeError
 
@@ -114,9 +114,9 @@ class NetworkUpscaler:
                 out = self._net(x)
             else:
                 ycc = rgb_to_ycbcr(x)  # float32 throughout: this runs on every deployed frame
-                y = self._net(np.ascontiguousarray(ycc[..., :1]))
-                cbcr = resize_planes_fast(ycc[..., 1:], self.scale)
-                out = ycbcr_to_rgb(np.concatenate([y.astype(np.float32), cbcr], axis=-1))
+                y = self._net(np.ascontiguousarray(ycc[..., :1]))[..., 0].astype(np.float32, copy=False)
+                cb, cr = resize_planes_fast(ycc[..., 1:], self.scale)
+                return ycbcr_planes_to_image(y, cb, cr, peak, lr.dtype)
         else:
             out = self._net(np.repeat(x, 3, axis=-1) if grey else x)
             if grey:

@@ -122,8 +122,9 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
-def resize_planes_fast(planes: np.ndarray, scale: int) -> np.ndarray:
-    """Bicubic upscaling of float32 H x W x C planes with Pillow's C resampler.
+def resize_planes_fast(planes: np.ndarray, scale: int) -> list[np.ndarray]:
+    """Bicubic upscaling of float32 H x W x C planes with Pillow's C resampler; one
+    sH x sW float32 array per plane.
 
     Same kernel as MATLAB (cubic, a = -0.5, pixel-centre aligned); only the border
     handling differs (Pillow renormalises clipped taps, MATLAB mirrors), so values agree
@@ -134,8 +135,8 @@ def resize_planes_fast(planes: np.ndarray, scale: int) -> np.ndarray:
 
     h, w, c = planes.shape
     size = (w * scale, h * scale)
-    out = np.empty((h * scale, w * scale, c), dtype=np.float32)
+    out = []
     for i in range(c):
         plane = Image.fromarray(np.ascontiguousarray(planes[..., i], dtype=np.float32), mode="F")
-        out[..., i] = np.asarray(plane.resize(size, Image.Resampling.BICUBIC))
+        out.append(np.asarray(plane.resize(size, Image.Resampling.BICUBIC)))
     return out
