@@ -200,6 +200,20 @@ def test_tensorrt_without_the_library_names_the_extra(bundles: dict[str, tuple[P
     assert "pip install 'sr-edge[tensorrt]'" in _one_line(err)
 
 
+@pytest.mark.parametrize("name", LIGHT)
+def test_torch_channels_last_is_the_same_model(
+    name: str, bundles: dict[str, tuple[Path, Path]], photo: np.ndarray
+) -> None:
+    """The reference runs NHWC by default (oneDNN's fast layout); NCHW gives the same output."""
+    x = _crop(photo, name)
+    bundle = bundles[name][1]
+    with load_bundle(bundle, "torch") as fast, load_bundle(bundle, "torch", channels_last=False) as plain:
+        assert fast.memory_format == "channels_last" and plain.memory_format == "contiguous"
+        a, b = fast.run(x), plain.run(x)
+    assert a.flags.c_contiguous and a.shape == b.shape
+    assert np.abs(a - b).max() < 1e-5
+
+
 @pytest.mark.parametrize("backend", ["ort", "openvino", "torch"])
 def test_wrong_input_is_a_one_line_error(backend: str, bundles: dict[str, tuple[Path, Path]]) -> None:
     _require(backend)

@@ -292,6 +292,7 @@ def test_results_record_provenance_and_figures(lab: dict[str, Path], tmp_path: P
     assert doc["machine"]["cpu"] and "onnxruntime" in doc["libraries"] and "commit" in doc["git"]
     assert doc["device"]["name"] == "ci-cpu" and doc["settings"]["resolutions"] == ["48x32"]
     assert doc["settings"]["latency"] == dataclasses.asdict(FAST) and doc["settings"]["datasets"] == ["tiny"]
+    assert doc["settings"]["heap"].startswith("steady") and "heap" in doc["fingerprint"]
     results = load_results(out)
     row = results.row("espcn/x2@ort/fp32")
     assert row is not None and row.ok
@@ -394,6 +395,8 @@ def test_settings_validation(lab: dict[str, Path]) -> None:
         BenchSettings(peers=("waifu2x",))
     with pytest.raises(SrEdgeError, match="crop size"):
         BenchSettings(crop_size=50)
+    with pytest.raises(SrEdgeError, match="heap must be one of steady, default"):
+        BenchSettings(heap="jemalloc")
     with pytest.raises(SrEdgeError, match="unknown backend"):
         plan(load_profile("ci-cpu"), settings(lab, backends=("coreml",)))
     with pytest.raises(SrEdgeError, match="nothing to measure on ci-cpu"):

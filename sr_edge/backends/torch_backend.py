@@ -26,10 +26,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class TorchOptions:
     """``checkpoint``: the parent checkpoint when it is not where the manifest says (its
-    sha256 must still match). ``threads``: torch intra-op threads (``None``: unchanged)."""
+    sha256 must still match). ``threads``: torch intra-op threads (``None``: unchanged).
+    ``channels_last``: run in NHWC memory format, PyTorch's advice for CPU convolutions
+    (oneDNN then skips a reorder to and from its blocked layout around every conv). On the
+    ci-cpu VM it made eager inference of every shipped model 1.5-1.9x faster at 640x360,
+    outputs equal within 6e-6, so the reference peer is not handicapped by its layout."""
 
     checkpoint: str | None = None
     threads: int | None = None
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
@@ -88,7 +93,9 @@ class TorchSession(Session):
             raise SrEdgeError("torch runs fp16 only on a CUDA device")
         net = _parent_model(bundle, options).deploy().eval().to(dev)
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
-        self._net = net.to(self._dtype)
+        self._format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.memory_format = "channels_last" if options.channels_last else "contiguous"
+        self._net = net.to(self._dtype, memory_format=self._format)
         self._dev = dev
         self.build_seconds = time.perf_counter() - started
 
@@ -96,7 +103,8 @@ class TorchSession(Session):
         import torch
 
         with torch.inference_mode():
-            y = self._net(torch.from_numpy(x).to(self._dev, self._dtype))
+            t = torch.from_numpy(x).to(self._dev, self._dtype)
+            y = self._net(t.contiguous(memory_format=self._format))
         return np.ascontiguousarray(y.float().cpu().numpy())
 
     def _release(self) -> None:

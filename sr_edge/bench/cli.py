@@ -144,6 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         latency=latency,
         quality=not args.no_quality,
         crops=not args.no_crops,
+        heap=args.heap,
     )
     if args.dry_run:
         from . import plan
@@ -240,6 +241,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="smoke test: 1 warm-up, 3 runs, no minimum time")
     p.add_argument(
         "--dry-run", action="store_true", help="list the rows (and why any would be skipped); measure nothing"
+    )
+    p.add_argument(
+        "--heap",
+        choices=["steady", "default"],
+        default="steady",
+        help="steady (default): freed memory stays mapped between runs, as in a frame loop (glibc); "
+        "default: the C library's own heuristics",
     )
     p.add_argument("--no-quality", action="store_true", help="latency only")
     p.add_argument("--no-crops", action="store_true", help="no crops for the visual comparison sheet")

@@ -30,6 +30,7 @@ from ..data.datasets import PROJECT_ROOT, Dataset, resolve_dataset
 from ..devices import PEERS, DeviceProfile, Resolution
 from ..errors import SrEdgeError, one_line
 from ..provenance import git_info, library_versions, machine_info, now_utc, write_json
+from . import heap
 from .contenders import (
     OPENCV_MODELS,
     BicubicContender,
@@ -39,6 +40,7 @@ from .contenders import (
     OpenCVContender,
     options_for,
 )
+from .heap import HEAP_MODES, steady_heap
 from .memory import MemoryProbe, MemoryStats
 from .results import SCHEMA, SCHEMA_VERSION, Quality, Results, Row, Timing, load_results
 from .timing import LatencyPlan, measure_latency
@@ -79,6 +81,7 @@ class BenchSettings:
     crop_size: int = 96
     opencv_models: tuple[str, ...] = tuple(OPENCV_MODELS)
     opencv_dir: Path | None = None  # None: $SR_EDGE_OPENCV_MODELS, else ../shared/peers/opencv_dnn_superres
+    heap: str = "steady"  # "steady": freed memory stays mapped between runs (see heap.py); "default"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bundles_dir", Path(self.bundles_dir))
@@ -91,6 +94,8 @@ class BenchSettings:
                 raise SrEdgeError(f"unknown OpenCV model {name!r}; known: {', '.join(OPENCV_MODELS)}")
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
             raise SrEdgeError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.heap not in HEAP_MODES:
+            raise SrEdgeError(f"heap must be one of {', '.join(HEAP_MODES)}, got {self.heap!r}")
         if isinstance(self.crop_size, bool) or self.crop_size < _CROP_ALIGN or self.crop_size % _CROP_ALIGN:
             raise SrEdgeError(f"crop size must be a positive multiple of {_CROP_ALIGN}, got {self.crop_size!r}")
 
@@ -131,13 +136,14 @@ class Plan:
             "crops": s.crops,
             "crop_size": s.crop_size,
             "opencv_dir": str(s.opencv_models_dir()),
+            "heap": heap.describe(s.heap),
         }
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for ``resume`` to append to an earlier file."""
         device = {k: v for k, v in self.profile.to_json().items() if k != "path"}
         settings = self.settings_json()
-        keep = ("datasets", "resolutions", "threads", "latency", "quality", "crop_size")
+        keep = ("datasets", "resolutions", "threads", "latency", "quality", "crop_size", "heap")
         return {"device": device, **{k: settings[k] for k in keep}}
 
 
@@ -406,6 +412,8 @@ def _measured(
     Memory is probed from before the open, so session build memory counts.
     """
     deployed: Deployed | None = None
+    if plan_.settings.heap == "steady":
+        heap.release()  # what earlier rows freed is not this row's memory
     try:
         with MemoryProbe() as probe:
             deployed = c.open()
@@ -615,22 +623,23 @@ def benchmark(
 
     save(complete=False)  # the file exists (with no rows yet) from the start of the run
     _import_runtimes(plan_, kept)
-    bar = tqdm(plan_.contenders, desc="bench", unit="row", disable=None if progress else True, leave=False)
-    for c in bar:
-        bar.set_postfix_str(c.id, refresh=True)
-        row = kept.get(c.id)
-        if row is None:
-            row = run_row(c, plan_, crop_ctx)
-        rows.append(row)
-        save(complete=False)
-        if on_row is not None:
-            on_row(row)
-    by_id = {c.id: c for c in plan_.contenders}
-    for round_no in range(2, plan_.settings.latency.rounds + 1):
-        todo = [i for i, r in enumerate(rows) if r.ok and _rounds_done(r) < round_no]
-        desc = f"latency round {round_no}/{plan_.settings.latency.rounds}"
-        for i in tqdm(todo, desc=desc, unit="row", disable=None if progress else True, leave=False):
-            rows[i] = _another_round(rows[i], by_id[rows[i].id], plan_)
+    with steady_heap(plan_.settings.heap):
+        bar = tqdm(plan_.contenders, desc="bench", unit="row", disable=None if progress else True, leave=False)
+        for c in bar:
+            bar.set_postfix_str(c.id, refresh=True)
+            row = kept.get(c.id)
+            if row is None:
+                row = run_row(c, plan_, crop_ctx)
+            rows.append(row)
             save(complete=False)
+            if on_row is not None:
+                on_row(row)
+        by_id = {c.id: c for c in plan_.contenders}
+        for round_no in range(2, plan_.settings.latency.rounds + 1):
+            todo = [i for i, r in enumerate(rows) if r.ok and _rounds_done(r) < round_no]
+            desc = f"latency round {round_no}/{plan_.settings.latency.rounds}"
+            for i in tqdm(todo, desc=desc, unit="row", disable=None if progress else True, leave=False):
+                rows[i] = _another_round(rows[i], by_id[rows[i].id], plan_)
+                save(complete=False)
     save(complete=True)
     return Results({**header, "complete": True}, tuple(rows), out_path)
