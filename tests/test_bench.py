@@ -369,6 +369,12 @@ def test_cli_bench_report_compare(lab: dict[str, Path], tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "espcn/x2@ort/fp32" in proc.stdout and (tmp_path / "r_report" / "report.md").is_file()
     assert (tmp_path / "r_report" / "pareto.png").is_file() and (tmp_path / "r_report" / "sheet_x2.png").is_file()
+    assert "\n- heap: steady" in (tmp_path / "r_report" / "report.md").read_text()
+
+    plain = tmp_path / "plain.json"
+    proc = cli("bench", *common, "--out", plain, "--heap", "default", "--no-crops")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(plain.read_text())["settings"]["heap"].startswith("default")
 
     proc = cli("bench", *common, "--dry-run")
     assert proc.returncode == 0 and "| espcn/x2@ort/fp32     | will run |" in proc.stdout, proc.stderr

@@ -3,11 +3,11 @@
 A deployed SR loop runs the same frame size again and again. glibc's default heuristics
 hand large freed blocks back to the kernel (``munmap``, heap trimming), so the next call
 page-faults the same memory in again, 4 KiB at a time. How much of that happens depends
-on the process's allocation history, not on the model or the runtime: measured on the
-ci-cpu VM, one eager PyTorch forward of ecbsr-m4c16 x2 at 640x360 took 37,000-61,000
-fresh page faults and 103-141 ms p50, depending on the process; with freed memory kept,
-0 faults and 52-56 ms in every process. ONNX Runtime and OpenVINO keep their own arenas,
-so it was the peers (PyTorch eager, OpenCV, bicubic) that paid, and paid unevenly.
+on the process's allocation history, not on the model or the runtime: on the ci-cpu VM
+one eager (NCHW) PyTorch forward of ecbsr-m4c16 x2 at 640x360 took 37,600-57,400 fresh
+page faults and 105-129 ms p50 in four processes; with freed memory kept, 0 faults and
+53 ms in each (``python benchmarks/heap_check.py``). ONNX Runtime and OpenVINO keep their
+own arenas, so it was the peers (PyTorch eager, OpenCV, bicubic) that paid, unevenly.
 
 ``steady_heap()`` sets glibc's ``M_MMAP_MAX`` to 0 (large blocks come from the heap) and
 ``M_TRIM_THRESHOLD`` to 2 GiB (the heap is not trimmed after each free) for the duration

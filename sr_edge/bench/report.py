@@ -166,6 +166,7 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
             else "; "
         )
         + "frame = uint8 image in and out (colour handling included), network = the model alone on a float32 tensor",
+        f"- heap: {s.get('heap') or 'default (not recorded: measured before sr-edge kept a steady heap)'}",
         f"- quality: PSNR-Y / SSIM-Y (standard protocol) on {', '.join(datasets)}, computed from the deployed "
         "backend's own outputs",
         f"- budget: {budget} ms per frame, {mem_budget} MB",
