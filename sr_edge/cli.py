@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 _VERB_MODULES = ("sr_edge.export.cli", "sr_edge.backends.cli", "sr_edge.bench.cli")
 
 
-def _add_verbs(module_name: str, sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_verbs(module_name: str, sub: argparse._SubParsersAction[_Parser]) -> None:
     import importlib
 
     try:

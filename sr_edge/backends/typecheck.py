@@ -1,4 +1,4 @@
-"""Type-check the backend adapters, TensorRT's against ``tensorrt-stubs``: ``python -m sr_edge.backends.typecheck``.
+"""Type-check all of ``sr_edge``, TensorRT calls against ``tensorrt-stubs``: ``python -m sr_edge.backends.typecheck``.
 
 TensorRT cannot be installed on the development machines, so mypy against the stubs is
 how the TensorRT adapter's calls are checked. Two wrinkles make a plain ``mypy`` run
@@ -15,7 +15,7 @@ So this tool copies the stubs into ``.mypy_cache/sr-edge-trt-stubs``, replaces e
 unparsable ``def`` signature (five plugin and scale-layer methods sr-edge never calls)
 with ``(*args: Any, **kwargs: Any)``, runs mypy with that folder on ``MYPYPATH``, and
 then type-checks a canary with deliberate API mistakes that must be rejected, proving
-the stubs were in force. Exit status 0 only when the adapters are clean and the canary
+the stubs were in force. Exit status 0 only when the package is clean and the canary
 is caught.
 """
 
@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 PACKAGES = ("tensorrt", "tensorrt_bindings")
-TARGETS = ("sr_edge/backends", "sr_edge/export")
+TARGETS = ("sr_edge",)
 _CANARY = """
 import tensorrt as trt
 logger = trt.Logger(trt.Logger.WARNING)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     fixed = prepare_stubs(stub_root)
     env_path = os.environ.get("MYPYPATH")
     os.environ["MYPYPATH"] = os.pathsep.join(filter(None, [str(stub_root), env_path]))
-    # Other stages' modules are checked by their own owners: report only the targets.
+    # Report only the targets (by default the whole package), not the modules they import.
     out, err, status = api.run(["--follow-imports=silent", *targets])
     print(out, end="")
     print(err, end="", file=sys.stderr)

@@ -103,7 +103,7 @@ def imresize(
         raise ValueError(f"imresize would produce an empty image from {h}x{w} at scale {scale}")
 
     peak = _INTEGER_RANGES.get(img.dtype)
-    out = img.astype(np.float32 if img.dtype == np.float32 else np.float64)
+    out: np.ndarray = img.astype(np.float32 if img.dtype == np.float32 else np.float64)
     # MATLAB resizes the dimension with the smallest scale first (rows on a tie).
     order = sorted(range(2), key=lambda d: scales[d])
     sizes = (out_h, out_w)

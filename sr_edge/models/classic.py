@@ -51,6 +51,8 @@ class SubPixelDeconv(nn.Module):
     DepthToSpace, which every runtime fuses, instead of ConvTranspose.
     """
 
+    index: torch.Tensor  # buffer
+
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
         super().__init__()
         self.c_in, self.c_out, self.kernel, self.stride, self.padding = c_in, c_out, kernel, stride, padding
@@ -87,6 +89,7 @@ class SubPixelDeconv(nn.Module):
         """The literal transposed convolution (reference for tests)."""
         s = self.stride
         deconv = nn.ConvTranspose2d(self.c_in, self.c_out, self.kernel, s, self.padding, output_padding=s - 1)
+        assert deconv.bias is not None  # built with bias=True (the default)
         with torch.no_grad():
             deconv.weight.copy_(self.weight)
             deconv.bias.copy_(self.bias)

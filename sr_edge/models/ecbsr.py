@@ -15,6 +15,9 @@ help int8 (QuickSRNet, ABPN).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +31,12 @@ _MASKS = {
 }
 
 
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """``conv.bias``: every conv here is built with ``bias=True`` (the default)."""
+    assert conv.bias is not None
+    return conv.bias
+
+
 def _pad_with_bias(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Pad by 1 with the per-channel ``bias`` (what a 1x1 conv outputs on zero padding)."""
     b = bias.view(1, -1, 1, 1)
@@ -36,6 +45,8 @@ def _pad_with_bias(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
 
 class SeqConv(nn.Module):
     """1x1 conv followed by a 3x3 conv (``expand``) or a fixed-mask depthwise 3x3 with learnt scale."""
+
+    mask: torch.Tensor  # buffer (mask kinds only)
 
     def __init__(self, kind: str, c_in: int, c_out: int, multiplier: float = 2.0):
         super().__init__()
@@ -53,16 +64,16 @@ class SeqConv(nn.Module):
         return self.mask * self.scale if self.kind != "expand" else self.conv1.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _pad_with_bias(self.conv0(x), self.conv0.bias)
+        y = _pad_with_bias(self.conv0(x), _bias(self.conv0))
         if self.kind == "expand":
             return self.conv1(y)
         return F.conv2d(y, self.kernel(), self.bias, groups=y.shape[1])
 
     def rep_params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(3x3 weight, bias) of one conv equal to this pair."""
-        k0, b0 = self.conv0.weight[:, :, 0, 0], self.conv0.bias
+        k0, b0 = self.conv0.weight[:, :, 0, 0], _bias(self.conv0)
         if self.kind == "expand":
-            k1, b1 = self.conv1.weight, self.conv1.bias
+            k1, b1 = self.conv1.weight, _bias(self.conv1)
             weight = torch.einsum("omhw,mi->oihw", k1, k0)
             bias = b1 + torch.einsum("omhw,m->o", k1, b0)
         else:
@@ -74,6 +85,8 @@ class SeqConv(nn.Module):
 
 class ECB(nn.Module):
     """Edge-oriented Convolution Block (training form)."""
+
+    identity_kernel: torch.Tensor  # buffer
 
     def __init__(self, c_in: int, c_out: int, multiplier: float = 2.0, act: bool = True, identity: bool = True):
         super().__init__()
@@ -106,8 +119,8 @@ class ECB(nn.Module):
         return self.act(y) if self.act is not None else y
 
     def rep_params(self) -> tuple[torch.Tensor, torch.Tensor]:
-        weight, bias = self.conv3x3.weight, self.conv3x3.bias
-        for branch in self.branches:
+        weight, bias = self.conv3x3.weight, _bias(self.conv3x3)
+        for branch in cast(Iterable[SeqConv], self.branches):
             w, b = branch.rep_params()
             weight = weight + w
             bias = bias + b
@@ -126,6 +139,8 @@ def _anchor(channels: int, scale: int) -> torch.Tensor:
 
 class ECBSR(SRModel):
     """ECBSR-M{blocks}C{features}; training form (ECBs) or deployment form (plain convs)."""
+
+    anchor: torch.Tensor  # buffer
 
     def __init__(self, scale: int, channels: int = 1, blocks: int = 4, features: int = 16, multiplier: float = 2.0):
         super().__init__()
@@ -146,7 +161,7 @@ class ECBSR(SRModel):
     def forward_branches(self, x: torch.Tensor) -> torch.Tensor:
         """The training form computed branch by branch (reference for tests)."""
         y = x
-        for ecb in self.body:
+        for ecb in cast(Iterable[ECB], self.body):
             y = ecb.forward_branches(y)
         y = y + F.conv2d(x, self.anchor)
         return torch.clamp(self.shuffle(y), 0.0, 1.0)
@@ -155,10 +170,10 @@ class ECBSR(SRModel):
     def deploy(self) -> PlainSR:
         """Collapse every ECB into one 3x3 conv (max abs difference ~1e-7 in float32)."""
         plain = PlainSR(self.scale, self.channels, self.blocks, self.features)
-        for ecb, (conv, act) in zip(self.body, plain.layers(), strict=False):
+        for ecb, (conv, act) in zip(cast(Iterable[ECB], self.body), plain.layers(), strict=False):
             weight, bias = ecb.rep_params()
             conv.weight.copy_(weight)
-            conv.bias.copy_(bias)
+            _bias(conv).copy_(bias)
             if act is not None and ecb.act is not None:
                 act.weight.copy_(ecb.act.weight)
         return plain.eval()
@@ -166,6 +181,8 @@ class ECBSR(SRModel):
 
 class PlainSR(SRModel):
     """The deployment form of ECBSR: 3x3 convs + PReLU, anchor residual, shuffle, clip."""
+
+    anchor: torch.Tensor  # buffer
 
     def __init__(self, scale: int, channels: int = 1, blocks: int = 4, features: int = 16):
         super().__init__()

@@ -37,6 +37,8 @@ def pixel_shuffle_upsampler(n_feats: int, scale: int) -> nn.Sequential:
 
 
 class EDSR(SRModel):
+    mean: torch.Tensor  # buffer
+
     def __init__(self, scale: int, channels: int = 3, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0):
         super().__init__()
         self.scale, self.channels = scale, channels

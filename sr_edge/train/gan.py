@@ -20,7 +20,13 @@ from torch.nn.utils import spectral_norm
 
 from ..errors import SrEdgeError, one_line
 
-_VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+_VGG19_CFG: list[int | str] = [
+    64, 64, "M",
+    128, 128, "M",
+    256, 256, 256, 256, "M",
+    512, 512, 512, 512, "M",
+    512, 512, 512, 512, "M",
+]  # fmt: skip
 CONV5_4 = 34  # index of conv5_4 in features: ESRGAN uses its output before the ReLU
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,6 +34,9 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class VGGFeatures(nn.Module):
     """Frozen VGG19 features up to ``last_layer`` (inclusive), ImageNet-normalised input."""
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, last_layer: int = CONV5_4):
         super().__init__()
@@ -76,10 +85,11 @@ def load_vgg19(path: str | os.PathLike[str] | None, last_layer: int = CONV5_4) -
     missing = [k for k, v in picked.items() if v is None]
     if missing:
         raise SrEdgeError(f"{p}: not a torchvision VGG19 state dict (missing features.{missing[0]})")
-    bad = [k for k, v in picked.items() if v is not None and tuple(v.shape) != tuple(wanted[k].shape)]
+    found = {k: v for k, v in picked.items() if v is not None}  # == picked (none is missing), typed as such
+    bad = [k for k, v in found.items() if tuple(v.shape) != tuple(wanted[k].shape)]
     if bad:
-        raise SrEdgeError(f"{p}: features.{bad[0]} has shape {tuple(picked[bad[0]].shape)}, not VGG19's")
-    vgg.features.load_state_dict(picked)  # type: ignore[arg-type]
+        raise SrEdgeError(f"{p}: features.{bad[0]} has shape {tuple(found[bad[0]].shape)}, not VGG19's")
+    vgg.features.load_state_dict(found)
     return vgg.eval()
 
 

@@ -86,7 +86,7 @@ def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: S
     target = dest / f"{ckpt.model}_x{ckpt.scale}.safetensors"
     # Before the old file is replaced: it may be the parent this run was fine-tuned from.
     chain = lineage(ckpt.meta, [target, *search])
-    keep = {
+    keep: dict[str, Any] = {
         k: ckpt.meta[k]
         for k in ("train_config", "data", "step", "wall_seconds", "metrics", "init", "git", "device", "device_name")
         if k in ckpt.meta
