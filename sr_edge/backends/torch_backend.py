@@ -29,8 +29,9 @@ class TorchOptions:
     sha256 must still match). ``threads``: torch intra-op threads (``None``: unchanged).
     ``channels_last``: run in NHWC memory format, PyTorch's advice for CPU convolutions
     (oneDNN then skips a reorder to and from its blocked layout around every conv). On the
-    ci-cpu VM it made eager inference of every shipped model 1.5-1.9x faster at 640x360,
-    outputs equal within 6e-6, so the reference peer is not handicapped by its layout."""
+    ci-cpu VM it made eager inference of every shipped model 1.15-1.54x faster at 640x360,
+    outputs equal within 6e-6 (``benchmarks/layout_check.py``), so the reference peer is
+    not handicapped by its layout."""
 
     checkpoint: str | None = None
     threads: int | None = None
