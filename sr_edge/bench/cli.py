@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SrEdgeError
+from .heap import HEAP_MODES
 
 EXIT_REGRESSION = 1
 
@@ -244,7 +245,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--heap",
-        choices=["steady", "default"],
+        choices=HEAP_MODES,
         default="steady",
         help="steady (default): freed memory stays mapped between runs, as in a frame loop (glibc); "
         "default: the C library's own heuristics",

@@ -40,7 +40,6 @@ from .contenders import (
     OpenCVContender,
     options_for,
 )
-from .heap import HEAP_MODES, steady_heap
 from .memory import MemoryProbe, MemoryStats
 from .results import SCHEMA, SCHEMA_VERSION, Quality, Results, Row, Timing, load_results
 from .timing import LatencyPlan, measure_latency
@@ -94,8 +93,8 @@ class BenchSettings:
                 raise SrEdgeError(f"unknown OpenCV model {name!r}; known: {', '.join(OPENCV_MODELS)}")
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
             raise SrEdgeError(f"threads must be a positive integer, got {self.threads!r}")
-        if self.heap not in HEAP_MODES:
-            raise SrEdgeError(f"heap must be one of {', '.join(HEAP_MODES)}, got {self.heap!r}")
+        if self.heap not in heap.HEAP_MODES:
+            raise SrEdgeError(f"heap must be one of {', '.join(heap.HEAP_MODES)}, got {self.heap!r}")
         if isinstance(self.crop_size, bool) or self.crop_size < _CROP_ALIGN or self.crop_size % _CROP_ALIGN:
             raise SrEdgeError(f"crop size must be a positive multiple of {_CROP_ALIGN}, got {self.crop_size!r}")
 
@@ -623,7 +622,7 @@ def benchmark(
 
     save(complete=False)  # the file exists (with no rows yet) from the start of the run
     _import_runtimes(plan_, kept)
-    with steady_heap(plan_.settings.heap):
+    with heap.steady_heap(plan_.settings.heap):
         bar = tqdm(plan_.contenders, desc="bench", unit="row", disable=None if progress else True, leave=False)
         for c in bar:
             bar.set_postfix_str(c.id, refresh=True)
