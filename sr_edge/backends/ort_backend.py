@@ -34,11 +34,16 @@ class OrtOptions:
     ``graph_optimization``: ORT's graph optimisation level (``all`` fuses Conv+activation
     and reorders layouts; ``disable`` runs the graph as exported, for debugging).
     ``tensorrt_ep``: on ``cuda``, try ORT's TensorRT provider before the CUDA one.
+    ``prelu_rewrite``: on the CPU provider with ``graph_optimization="all"``, rewrite
+    per-channel PRelu (FSRCNN, ECBSR) into ops ORT keeps in its blocked layout, with
+    bit-identical outputs (:mod:`sr_edge.backends.ort_rewrite`); ``False`` runs the graph as
+    exported.
     """
 
     threads: int | None = None
     graph_optimization: GraphOptimization = "all"
     tensorrt_ep: bool = True
+    prelu_rewrite: bool = True
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
@@ -73,10 +78,36 @@ def _providers(device: str, options: OrtOptions, precision: Precision) -> list[A
     raise SrEdgeError(f"ort device must be cpu, cuda, cuda:N or auto, got {device!r}")
 
 
+def cpu_graph(
+    model: bytes | str | os.PathLike[str], options: OrtOptions, providers: list[Any]
+) -> tuple[bytes | str, dict[str, int]]:
+    """The graph to hand ORT and the rewrites applied to it (none off the CPU-only provider)."""
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    if not (options.prelu_rewrite and options.graph_optimization == "all" and providers == ["CPUExecutionProvider"]):
+        return source, {}
+    import onnx
+
+    from .ort_rewrite import prelu_for_nchwc
+
+    try:
+        graph = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source)
+    except Exception:  # not ONNX that onnx can parse: let ORT give its own error
+        return source, {}
+    n = prelu_for_nchwc(graph)
+    return (graph.SerializeToString(), {"prelu": n}) if n else (source, {})
+
+
 def ort_session(
-    model: bytes | str | os.PathLike[str], options: OrtOptions, device: str, precision: Precision = "fp32"
+    model: bytes | str | os.PathLike[str],
+    options: OrtOptions,
+    device: str,
+    precision: Precision = "fp32",
+    rewrites: dict[str, int] | None = None,
 ) -> Any:
-    """An ``onnxruntime.InferenceSession`` for a graph file or serialized bytes."""
+    """An ``onnxruntime.InferenceSession`` for a graph file or serialized bytes.
+
+    ``rewrites``, when given, receives the graph rewrites applied (op name -> nodes).
+    """
     import onnxruntime as ort
 
     levels = {
@@ -92,9 +123,12 @@ def ort_session(
     if options.threads is not None:
         so.intra_op_num_threads = int(options.threads)
     so.log_severity_level = 3
-    source = model if isinstance(model, bytes) else os.fspath(model)
+    providers = _providers(device, options, precision)
+    source, applied = cpu_graph(model, options, providers)
+    if rewrites is not None:
+        rewrites.update(applied)
     try:
-        return ort.InferenceSession(source, sess_options=so, providers=_providers(device, options, precision))
+        return ort.InferenceSession(source, sess_options=so, providers=providers)
     except SrEdgeError:
         raise
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
@@ -102,10 +136,14 @@ def ort_session(
 
 
 def ort_run_fn(
-    model: bytes | str | os.PathLike[str], options: OrtOptions, device: str, precision: Precision = "fp32"
+    model: bytes | str | os.PathLike[str],
+    options: OrtOptions,
+    device: str,
+    precision: Precision = "fp32",
+    rewrites: dict[str, int] | None = None,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:
     """(run function, session) for a graph: ``run(x) -> y`` on the graph's one input and output."""
-    sess = ort_session(model, options, device, precision)
+    sess = ort_session(model, options, device, precision, rewrites)
     in_name = sess.get_inputs()[0].name
     out_name = sess.get_outputs()[0].name
 
@@ -121,7 +159,9 @@ class OrtSession(Session):
     def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OrtOptions) -> None:
         super().__init__("ort", bundle, bundle_spec(bundle), precision, device)
         started = time.perf_counter()
-        self._run, self._sess = ort_run_fn(bundle.onnx_path, options, device, precision)
+        rewrites: dict[str, int] = {}
+        self._run, self._sess = ort_run_fn(bundle.onnx_path, options, device, precision, rewrites)
+        self.graph_rewrites: dict[str, int] | None = rewrites or None  # e.g. {"prelu": 5}
         self.build_seconds = time.perf_counter() - started
         self.providers: tuple[str, ...] = tuple(self._sess.get_providers())
         if device == "auto":  # record what actually runs

@@ -138,7 +138,8 @@ class BundleContender(_Base):
         except Exception:  # counting is a nicety: an unusual graph must not fail the row
             macs = None
         runtime = {"device": session.device, **{k: v for k, v in self.options.items() if k == "threads"}}
-        for attr in ("execution_precision", "providers", "memory_format"):  # what some runtimes report they chose
+        # what some runtimes report they chose
+        for attr in ("execution_precision", "providers", "memory_format", "graph_rewrites"):
             value = getattr(session, attr, None)
             if value is not None:
                 runtime[attr] = list(value) if isinstance(value, tuple) else value
