@@ -75,6 +75,9 @@ def test_prelu_rewrite_leaves_what_it_cannot_prove() -> None:
     assert prelu_for_nchwc(_graph(slope, slope_as_input=True)) == 0  # slope fed at run time
     assert prelu_for_nchwc(_graph(slope, qdq=True)) == 0  # QDQ graph: ORT's integer fusions come first
     assert prelu_for_nchwc(_graph(np.full((C, 1), 0.25, np.float32))) == 0  # slope on the wrong axis
+    half = _graph(slope)
+    half.graph.initializer[-1].CopyFrom(numpy_helper.from_array(slope.astype(np.float16), "a"))
+    assert prelu_for_nchwc(half) == 0  # not float32: the added float32 weights would not type-check
 
 
 def test_cpu_graph_only_on_the_cpu_provider_with_full_optimisation() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+FLOAT = 1  # onnx.TensorProto.FLOAT: the rewrite adds float32 weights, so only float32 graphs qualify
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"})
 
 
@@ -63,7 +64,7 @@ def prelu_for_nchwc(model: Any) -> int:
     replaced: set[str] = set()
     for index, node in enumerate(graph.node):
         slope_name = node.input[1] if node.op_type == "PRelu" and len(node.input) == 2 else ""
-        if slope_name not in inits or node.domain not in ("", "ai.onnx"):
+        if slope_name not in inits or node.domain not in ("", "ai.onnx") or inits[slope_name].data_type != FLOAT:
             nodes.append(node)
             continue
         slope = numpy_helper.to_array(inits[slope_name]).astype(np.float32)
