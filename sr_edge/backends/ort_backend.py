@@ -102,12 +102,8 @@ def ort_session(
     options: OrtOptions,
     device: str,
     precision: Precision = "fp32",
-    rewrites: dict[str, int] | None = None,
-) -> Any:
-    """An ``onnxruntime.InferenceSession`` for a graph file or serialized bytes.
-
-    ``rewrites``, when given, receives the graph rewrites applied (op name -> nodes).
-    """
+) -> tuple[Any, dict[str, int]]:
+    """(``onnxruntime.InferenceSession``, graph rewrites applied: op -> nodes) for a graph file or bytes."""
     import onnxruntime as ort
 
     levels = {
@@ -125,10 +121,8 @@ def ort_session(
     so.log_severity_level = 3
     providers = _providers(device, options, precision)
     source, applied = cpu_graph(model, options, providers)
-    if rewrites is not None:
-        rewrites.update(applied)
     try:
-        return ort.InferenceSession(source, sess_options=so, providers=providers)
+        return ort.InferenceSession(source, sess_options=so, providers=providers), applied
     except SrEdgeError:
         raise
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
@@ -140,17 +134,20 @@ def ort_run_fn(
     options: OrtOptions,
     device: str,
     precision: Precision = "fp32",
-    rewrites: dict[str, int] | None = None,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:
     """(run function, session) for a graph: ``run(x) -> y`` on the graph's one input and output."""
-    sess = ort_session(model, options, device, precision, rewrites)
+    sess, _ = ort_session(model, options, device, precision)
+    return _run_fn(sess), sess
+
+
+def _run_fn(sess: Any) -> Callable[[np.ndarray], np.ndarray]:
     in_name = sess.get_inputs()[0].name
     out_name = sess.get_outputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(sess.run([out_name], {in_name: x})[0])
 
-    return run, sess
+    return run
 
 
 class OrtSession(Session):
@@ -159,8 +156,8 @@ class OrtSession(Session):
     def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OrtOptions) -> None:
         super().__init__("ort", bundle, bundle_spec(bundle), precision, device)
         started = time.perf_counter()
-        rewrites: dict[str, int] = {}
-        self._run, self._sess = ort_run_fn(bundle.onnx_path, options, device, precision, rewrites)
+        self._sess, rewrites = ort_session(bundle.onnx_path, options, device, precision)
+        self._run = _run_fn(self._sess)
         self.graph_rewrites: dict[str, int] | None = rewrites or None  # e.g. {"prelu": 5}
         self.build_seconds = time.perf_counter() - started
         self.providers: tuple[str, ...] = tuple(self._sess.get_providers())
