@@ -14,7 +14,7 @@ Needs the ``train`` extra (torch). Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 
 import numpy as np
 
@@ -29,6 +29,7 @@ def main() -> int:
 
     import torch
 
+    from sr_edge.backends.timing import interleaved_medians
     from sr_edge.bench.heap import steady_heap
     from sr_edge.models import create_model
 
@@ -43,17 +44,8 @@ def main() -> int:
                 nets = {k: net.to(memory_format=layouts[k]) for k, net in nets.items()}
                 xs = {k: x.contiguous(memory_format=f) for k, f in layouts.items()}
                 diff = float((nets["NCHW"](xs["NCHW"]) - nets["NHWC"](xs["NHWC"])).abs().max())
-                medians: dict[str, list[float]] = {k: [] for k in layouts}
-                for _ in range(args.rounds):
-                    for k in layouts:
-                        nets[k](xs[k])
-                        times = []
-                        for _ in range(args.runs):
-                            t = time.perf_counter()
-                            nets[k](xs[k])
-                            times.append(time.perf_counter() - t)
-                        medians[k].append(float(np.median(times)) * 1e3)
-                a, b = (float(np.median(medians[k])) for k in layouts)
+                calls = {k: functools.partial(nets[k], xs[k]) for k in layouts}
+                a, b = interleaved_medians(calls, args.rounds, args.runs).values()
                 line = f"{name} x{scale}: NCHW {a:6.1f} ms, NHWC {b:6.1f} ms, {a / b:.2f}x; max |diff| {diff:.1e}"
                 print(line, flush=True)
     return 0

@@ -15,7 +15,7 @@ Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from sr_edge.backends import load_bundle
+    from sr_edge.backends.timing import interleaved_medians
     from sr_edge.bench.heap import steady_heap
 
     with steady_heap():
@@ -41,17 +42,8 @@ def main() -> int:
             spec = sessions["rewritten"].input_spec
             x = np.random.default_rng(0).random((1, spec.channels, 360, 640), dtype=np.float32)
             diff = float(np.abs(sessions["as exported"].run(x) - sessions["rewritten"].run(x)).max())
-            medians: dict[str, list[float]] = {k: [] for k in kinds}
-            for _ in range(args.rounds):
-                for k, s in sessions.items():
-                    s.run(x)
-                    times = []
-                    for _ in range(args.runs):
-                        t = time.perf_counter()
-                        s.run(x)
-                        times.append(time.perf_counter() - t)
-                    medians[k].append(float(np.median(times)) * 1e3)
-            a, b = (float(np.median(medians[k])) for k in kinds)
+            calls = {k: functools.partial(s.run, x) for k, s in sessions.items()}
+            a, b = interleaved_medians(calls, args.rounds, args.runs).values()
             rewrites = getattr(sessions["rewritten"], "graph_rewrites", None) or {}
             name = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
             print(

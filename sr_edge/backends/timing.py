@@ -11,6 +11,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,16 +23,34 @@ from .base import parse_shape
 _THREAD_OPTION = {"ort": "threads", "openvino": "threads", "torch": "threads"}
 
 
-def time_session(session: Any, x: np.ndarray, runs: int, warmup: int) -> list[float]:
-    """Milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
+def time_calls(fn: Callable[[], object], runs: int, warmup: int = 0) -> list[float]:
+    """Milliseconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
-        session.run(x)
+        fn()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        session.run(x)
+        fn()
         times.append((time.perf_counter() - t0) * 1000.0)
     return times
+
+
+def time_session(session: Any, x: np.ndarray, runs: int, warmup: int) -> list[float]:
+    """Milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
+    return time_calls(lambda: session.run(x), runs, warmup)
+
+
+def interleaved_medians(calls: Mapping[str, Callable[[], object]], rounds: int, runs: int) -> dict[str, float]:
+    """Each call's median of round medians (ms), the calls taking turns round by round.
+
+    Every round gives each call one untimed run, then ``runs`` timed ones; interleaving
+    makes a slow host phase hit all of them alike, so their ratio stays fair.
+    """
+    medians: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for k, fn in calls.items():
+            medians[k].append(statistics.median(time_calls(fn, runs, warmup=1)))
+    return {k: statistics.median(v) for k, v in medians.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
