@@ -9,11 +9,13 @@ check behaviour, never speed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +283,23 @@ def test_unavailable_backend_and_broken_row(lab: dict[str, Path], monkeypatch: p
         ort is not None and ort.status == "failed" and ort.reason == "RuntimeError: driver exploded with a second line"
     )
     assert results.row("bicubic-x2@numpy/fp64").ok  # type: ignore[union-attr]
+
+
+def test_results_say_when_the_steady_heap_was_refused(
+    lab: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sr_edge.bench import heap
+
+    @contextlib.contextmanager
+    def refused(mode: str = "steady") -> Iterator[bool]:
+        yield False
+
+    monkeypatch.setattr(heap, "steady_heap", refused)
+    out = tmp_path / "r.json"
+    benchmark(load_profile("ci-cpu"), settings(lab, backends=("ort",), precisions=("fp32",), crops=False), out=out)
+    doc = json.loads(out.read_text())
+    assert "refused mallopt" in doc["settings"]["heap"] or "not glibc" in doc["settings"]["heap"]
+    assert doc["fingerprint"]["heap"] == heap.describe("steady")  # resume still matches the request
 
 
 def test_results_record_provenance_and_figures(lab: dict[str, Path], tmp_path: Path) -> None:

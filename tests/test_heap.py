@@ -53,3 +53,4 @@ def test_default_mode_changes_nothing_and_says_so() -> None:
         assert _faults_per_frame() > 0.9 * FRAME / resource.getpagesize()
     assert heap.describe("default").startswith("default")
     assert heap.describe("steady").startswith("steady: glibc ")
+    assert heap.describe("steady", applied=False).startswith("steady requested; glibc ")

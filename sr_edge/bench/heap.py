@@ -53,13 +53,19 @@ def glibc_version() -> str | None:
     return None if libc is None else libc.gnu_get_libc_version().decode()
 
 
-def describe(mode: str) -> str:
-    """What ``mode`` does on this machine, as the results file records it."""
+def describe(mode: str, applied: bool | None = None) -> str:
+    """What ``mode`` does on this machine, as the results file records it.
+
+    ``applied`` is what ``steady_heap`` yielded, once known: ``False`` for "steady" means
+    glibc refused the settings, and the line says so.
+    """
     if mode == "default":
         return "default: the C library's own heuristics"
     version = glibc_version()
     if version is None:
         return "steady requested; not glibc, so the C library's own heuristics"
+    if applied is False:
+        return f"steady requested; glibc {version} refused mallopt, so the C library's own heuristics"
     return f"steady: glibc {version} mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB; trimmed before each row"
 
 

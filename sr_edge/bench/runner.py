@@ -622,7 +622,9 @@ def benchmark(
 
     save(complete=False)  # the file exists (with no rows yet) from the start of the run
     _import_runtimes(plan_, kept)
-    with heap.steady_heap(plan_.settings.heap):
+    with heap.steady_heap(plan_.settings.heap) as applied:
+        if plan_.settings.heap == "steady" and not applied:  # record what runs, not what was asked
+            header["settings"]["heap"] = heap.describe("steady", applied)  # the fingerprint keeps the request
         bar = tqdm(plan_.contenders, desc="bench", unit="row", disable=None if progress else True, leave=False)
         for c in bar:
             bar.set_postfix_str(c.id, refresh=True)
