@@ -7,7 +7,8 @@ outputs are rounded exactly as a saved file would be. Networks only see tensors:
 torch module, an ONNX Runtime / OpenVINO / TensorRT session) with the colour handling its
 model card asks for: ``rgb`` models get RGB; ``y`` models get the Y channel of MATLAB
 ``rgb2ycbcr`` while Cb/Cr are upscaled with bicubic (Pillow's C resampler, same kernel),
-as the classic SR papers did.
+as the classic SR papers did. That colour work runs on ``workers`` threads (default: 2
+where the machine has them); at x4 it costs as much as a small network.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from .data.color import rgb_to_ycbcr, ycbcr_planes_to_image
 from .data.resize import imresize, resize_planes_fast
+from .data.threads import default_workers
 from .errors import SrEdgeError
 
 SCALES = (2, 3, 4)
@@ -87,13 +89,17 @@ class Bicubic:
 class NetworkUpscaler:
     """Colour handling around a network that maps N x C x h x w to N x C x sh x sw floats."""
 
-    def __init__(self, name: str, scale: int, color_mode: ColorMode, run: TensorFn) -> None:
+    def __init__(self, name: str, scale: int, color_mode: ColorMode, run: TensorFn, workers: int | None = None) -> None:
         if color_mode not in ("rgb", "y"):
             raise SrEdgeError(f"colour mode must be 'rgb' or 'y', got {color_mode!r}")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise SrEdgeError(f"workers must be a positive integer, got {workers!r}")
         self.name = name
         self.scale = check_scale(scale)
         self.color_mode: ColorMode = color_mode
         self._run = run
+        # threads for the colour work around the network (bicubic chroma, YCbCr -> RGB)
+        self.workers = default_workers() if workers is None else workers
 
     def _net(self, planes: np.ndarray) -> np.ndarray:
         """H x W x C float planes -> sH x sW x C float planes through the network."""
@@ -115,8 +121,8 @@ class NetworkUpscaler:
             else:
                 ycc = rgb_to_ycbcr(x)  # float32 throughout: this runs on every deployed frame
                 y = self._net(np.ascontiguousarray(ycc[..., :1]))[..., 0].astype(np.float32, copy=False)
-                cb, cr = resize_planes_fast(ycc[..., 1:], self.scale)
-                return ycbcr_planes_to_image(y, cb, cr, peak, lr.dtype)
+                cb, cr = resize_planes_fast(ycc[..., 1:], self.scale, self.workers)
+                return ycbcr_planes_to_image(y, cb, cr, peak, lr.dtype, self.workers)
         else:
             out = self._net(np.repeat(x, 3, axis=-1) if grey else x)
             if grey:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sr_edge.data.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from sr_edge.errors import SrEdgeError
 from sr_edge.metrics import image_quality, psnr, shave, ssim
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -100,3 +101,34 @@ def test_blocked_ycbcr_planes_to_image_matches_the_full_frame_formula(dtype: typ
         peak = np.iinfo(dtype).max
         diff = np.abs(got.astype(np.int64) - np.clip(np.round(ref * peak), 0, peak).astype(np.int64))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_colour_path_is_the_same_on_any_number_of_threads(workers: int) -> None:
+    """The deployed Y-model colour work split over threads (chroma planes, row shares) gives
+    bit-identical frames: odd heights, more threads than planes."""
+    from sr_edge.data.color import ycbcr_planes_to_image
+    from sr_edge.data.resize import resize_planes_fast
+
+    rng = np.random.default_rng(workers)
+    chroma = rng.random((37, 53, 2), dtype=np.float32)
+    one = resize_planes_fast(chroma, 3, workers=1)
+    many = resize_planes_fast(chroma, 3, workers=workers)
+    assert all(np.array_equal(a, b) for a, b in zip(one, many, strict=True))
+    y = rng.random((111, 159), dtype=np.float32)
+    for peak, dtype in ((255.0, np.uint8), (None, np.float32)):
+        serial = ycbcr_planes_to_image(y, *one, peak, np.dtype(dtype))
+        assert np.array_equal(ycbcr_planes_to_image(y, *one, peak, np.dtype(dtype), workers=workers), serial)
+
+
+def test_network_upscaler_colour_threads() -> None:
+    from sr_edge.upscale import NetworkUpscaler
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return x.repeat(2, axis=2).repeat(2, axis=3)
+
+    lr = np.random.default_rng(0).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    outs = [NetworkUpscaler("nn", 2, "y", run, workers=w)(lr) for w in (1, 2)]
+    assert np.array_equal(outs[0], outs[1]) and outs[0].shape == (18, 26, 3)
+    with pytest.raises(SrEdgeError, match="workers must be a positive integer, got 0"):
+        NetworkUpscaler("nn", 2, "y", run, workers=0)

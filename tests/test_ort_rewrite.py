@@ -11,8 +11,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sr_edge.backends import load_bundle
-from sr_edge.backends.ort_backend import OrtOptions, OrtSession, cpu_graph
+from sr_edge.backends.ort_backend import OrtOptions, OrtSession, cpu_graph, ort_session
 from sr_edge.backends.ort_rewrite import prelu_for_nchwc
+from sr_edge.errors import SrEdgeError
 
 ROOT = Path(__file__).resolve().parents[1]
 C = 16
@@ -98,3 +99,14 @@ def test_shipped_prelu_bundle_runs_rewritten_with_the_same_output() -> None:
     assert on.graph_rewrites == {"prelu": 5}
     assert off.graph_rewrites is None
     np.testing.assert_array_equal(on.run(x), off.run(x))
+
+
+def test_ort_threads_do_not_spin_unless_asked() -> None:
+    """Idle ORT threads spin-wait by default; sr-edge turns that off (the frame's colour work
+    needs the cores after each run) and ``spin=True`` turns it back on."""
+    model = _graph(np.full((C, 1, 1), 0.25, np.float32)).SerializeToString()
+    for spin, want in ((False, "0"), (True, "1")):
+        sess, _ = ort_session(model, OrtOptions(threads=1, spin=spin), "cpu")
+        assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == want
+    with pytest.raises(SrEdgeError, match="ort spin must be true or false, got 'yes'"):
+        OrtOptions(spin="yes")  # type: ignore[arg-type]

@@ -174,11 +174,14 @@ class Session(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def upscaler(self) -> NetworkUpscaler:
-        """This session as an image :class:`~sr_edge.upscale.Upscaler` (colour handling from the manifest)."""
+    def upscaler(self, workers: int | None = None) -> NetworkUpscaler:
+        """This session as an image :class:`~sr_edge.upscale.Upscaler` (colour handling from the manifest).
+
+        ``workers``: threads for the colour work around the network (default: 2 where there are 2 cores).
+        """
         from ..upscale import NetworkUpscaler
 
-        return NetworkUpscaler(self.name, self.bundle.scale, self.bundle.color_mode, self.run)
+        return NetworkUpscaler(self.name, self.bundle.scale, self.bundle.color_mode, self.run, workers)
 
 
 OptionsT = TypeVar("OptionsT", contravariant=True)

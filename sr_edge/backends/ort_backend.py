@@ -38,16 +38,24 @@ class OrtOptions:
     per-channel PRelu (FSRCNN, ECBSR) into ops ORT keeps in its blocked layout, with
     bit-identical outputs (:mod:`sr_edge.backends.ort_rewrite`); ``False`` runs the graph as
     exported.
+    ``spin``: let idle intra-op threads spin-wait for work (ORT's default). Off here: on the
+    shipped bundles it bought no network time (2 threads, 640x360) and the spinning threads
+    took the cores from the frame's colour work after each run (ECBSR x4 frame 99.4 ms
+    spinning vs 84.4 ms not; ``benchmarks/colour_check.py --backend ort``).
     """
 
     threads: int | None = None
     graph_optimization: GraphOptimization = "all"
     tensorrt_ep: bool = True
     prelu_rewrite: bool = True
+    spin: bool = False
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
             raise SrEdgeError(f"ort threads must be a positive integer, got {self.threads!r}")
+        for flag in ("tensorrt_ep", "prelu_rewrite", "spin"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SrEdgeError(f"ort {flag} must be true or false, got {getattr(self, flag)!r}")
         if self.graph_optimization not in ("disable", "basic", "extended", "all"):
             raise SrEdgeError(
                 f"ort graph_optimization must be disable, basic, extended or all, got {self.graph_optimization!r}"
@@ -119,6 +127,7 @@ def ort_session(
     if options.threads is not None:
         so.intra_op_num_threads = int(options.threads)
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
     providers = _providers(device, options, precision)
     source, applied = cpu_graph(model, options, providers)
     try:

@@ -143,8 +143,11 @@ class BundleContender(_Base):
             value = getattr(session, attr, None)
             if value is not None:
                 runtime[attr] = list(value) if isinstance(value, tuple) else value
+        upscaler = session.upscaler(workers=self.options.get("threads"))  # colour work on the row's threads
+        if upscaler.color_mode == "y":
+            runtime["colour_threads"] = upscaler.workers
         return Deployed(
-            upscaler=session.upscaler(),
+            upscaler=upscaler,
             model_fn=session.run,
             channels=session.input_spec.channels,
             build_s=float(session.build_seconds),

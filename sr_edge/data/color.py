@@ -62,7 +62,7 @@ def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
 
 
 def ycbcr_planes_to_image(
-    y: np.ndarray, cb: np.ndarray, cr: np.ndarray, peak: float | None, dtype: np.dtype
+    y: np.ndarray, cb: np.ndarray, cr: np.ndarray, peak: float | None, dtype: np.dtype, workers: int = 1
 ) -> np.ndarray:
     """float32 H x W planes (Y, Cb, Cr in [0, 1]) -> H x W x 3 RGB of ``dtype``, in one step.
 
@@ -70,28 +70,37 @@ def ycbcr_planes_to_image(
     ``peak`` with rounding (integer ``dtype``) or not (``peak=None``, float), and clipping.
     It works in row blocks that stay in the CPU's L2 cache, with the scaling folded into the
     matrix, instead of full-frame H x W x 3 passes over memory. Equal to that formula up to
-    float32 rounding (tests/test_metrics.py).
+    float32 rounding (tests/test_metrics.py). ``workers`` threads take a share of the rows
+    each; every pixel is computed the same way, so the result does not depend on it.
     """
+    from .threads import map_threads
+
     hi = float(peak) if peak is not None else 1.0
     m = (_INVERSE * 255.0 * hi).astype(np.float32)  # rows R, G, B; columns Y, Cb, Cr
     bias = (-(m.astype(np.float64) @ (_OFFSET / 255.0))).astype(np.float32)
     h, w = y.shape
     out = np.empty((h, w, 3), dtype=dtype)
     rows = max(1, (1 << 16) // max(w, 1))  # 64K pixels: 256 KB per float32 block
-    acc = np.empty((min(rows, h), w), np.float32)
-    tmp = np.empty_like(acc)
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        a, t = acc[: r1 - r0], tmp[: r1 - r0]
-        planes = (y[r0:r1], cb[r0:r1], cr[r0:r1])
-        for c in range(3):
-            np.multiply(planes[0], m[c, 0], out=a)
-            for k in (1, 2):
-                np.multiply(planes[k], m[c, k], out=t)
-                a += t
-            a += bias[c]
-            if peak is not None:
-                np.rint(a, out=a)
-            np.clip(a, 0.0, hi, out=a)
-            out[r0:r1, :, c] = a
+    share = max(1, -(-h // max(1, workers)))
+
+    def convert(first: int) -> None:
+        last = min(h, first + share)
+        acc = np.empty((min(rows, last - first), w), np.float32)
+        tmp = np.empty_like(acc)
+        for r0 in range(first, last, rows):
+            r1 = min(last, r0 + rows)
+            a, t = acc[: r1 - r0], tmp[: r1 - r0]
+            planes = (y[r0:r1], cb[r0:r1], cr[r0:r1])
+            for c in range(3):
+                np.multiply(planes[0], m[c, 0], out=a)
+                for k in (1, 2):
+                    np.multiply(planes[k], m[c, k], out=t)
+                    a += t
+                a += bias[c]
+                if peak is not None:
+                    np.rint(a, out=a)
+                np.clip(a, 0.0, hi, out=a)
+                out[r0:r1, :, c] = a
+
+    map_threads(convert, range(0, h, share), workers)
     return out
