@@ -5,12 +5,12 @@ output size (Pillow), YCbCr -> RGB with rounding. At x4 the colour work costs mo
 ECBSR's network. Each bundle runs one session, wrapped as an upscaler with ``workers=1``
 and with ``--workers`` (default 2), interleaved in 4 rounds of 7 frames (640x360 uint8 RGB,
 2 runtime threads, the bench's steady heap); the line gives each one's median of round
-medians, the ratio, and whether the frames are identical. ``--spin`` runs ONNX Runtime with
-its idle threads spin-waiting (its own default; sr-edge turns it off), which takes the
-cores the colour threads need::
+medians, the ratio, and whether the frames are identical. ``--no-spin`` runs ONNX Runtime
+with threads that never spin-wait (sr-edge lets them spin during a run and stops them when
+it returns, which frees the cores the colour threads need)::
 
     python benchmarks/colour_check.py
-    python benchmarks/colour_check.py --bundles export/ecbsr-m4c16/x4 --backend ort [--spin]
+    python benchmarks/colour_check.py --bundles export/ecbsr-m4c16/x4 --backend ort [--no-spin]
 
 Run it on an otherwise idle machine.
 """
@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spin", action="store_true", help="ort: idle intra-op threads spin-wait (ORT's own default)")
+    ap.add_argument("--no-spin", action="store_true", help="ort: intra-op threads never spin-wait")
     args = ap.parse_args()
 
     from sr_edge.backends import load_bundle
@@ -45,7 +45,7 @@ def main() -> int:
     frame = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)
     with steady_heap():
         for path in args.bundles:
-            options = {"spin": True} if args.spin and args.backend == "ort" else {}
+            options = {"spin": False} if args.no_spin and args.backend == "ort" else {}
             with load_bundle(path, args.backend, args.precision, threads=args.threads, **options) as session:
                 if session.bundle.color_mode != "y":
                     continue

@@ -101,12 +101,14 @@ def test_shipped_prelu_bundle_runs_rewritten_with_the_same_output() -> None:
     np.testing.assert_array_equal(on.run(x), off.run(x))
 
 
-def test_ort_threads_do_not_spin_unless_asked() -> None:
-    """Idle ORT threads spin-wait by default; sr-edge turns that off (the frame's colour work
-    needs the cores after each run) and ``spin=True`` turns it back on."""
+def test_ort_threads_stop_spinning_when_a_run_returns() -> None:
+    """ORT threads spin-wait during a run (``spin=False`` turns that off) and always stop
+    when it returns: the frame's colour work needs the cores then."""
     model = _graph(np.full((C, 1, 1), 0.25, np.float32)).SerializeToString()
-    for spin, want in ((False, "0"), (True, "1")):
+    for spin, want in ((True, "1"), (False, "0")):
         sess, _ = ort_session(model, OrtOptions(threads=1, spin=spin), "cpu")
-        assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == want
+        config = sess.get_session_options().get_session_config_entry
+        assert config("session.intra_op.allow_spinning") == want
+        assert config("session.force_spinning_stop") == "1"
     with pytest.raises(SrEdgeError, match="ort spin must be true or false, got 'yes'"):
         OrtOptions(spin="yes")  # type: ignore[arg-type]

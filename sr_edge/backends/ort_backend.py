@@ -38,17 +38,18 @@ class OrtOptions:
     per-channel PRelu (FSRCNN, ECBSR) into ops ORT keeps in its blocked layout, with
     bit-identical outputs (:mod:`sr_edge.backends.ort_rewrite`); ``False`` runs the graph as
     exported.
-    ``spin``: let idle intra-op threads spin-wait for work (ORT's default). Off here: on the
-    shipped bundles it bought no network time (2 threads, 640x360) and the spinning threads
-    took the cores from the frame's colour work after each run (ECBSR x4 frame 99.4 ms
-    spinning vs 84.4 ms not; ``benchmarks/colour_check.py --backend ort``).
+    ``spin``: intra-op threads spin-wait for work during a run (ORT's default). Either way
+    they stop spinning when the run returns (``session.force_spinning_stop``): left
+    spinning, they took the cores from the frame's colour work after each run (ECBSR x4
+    frame 97.6 ms vs 79.0 ms with the stop, network 51.5 vs 49.1 ms; ``spin=False`` cost
+    FSRCNN x3 network time, 143.5 vs 119.6 ms; ``benchmarks/colour_check.py --backend ort``).
     """
 
     threads: int | None = None
     graph_optimization: GraphOptimization = "all"
     tensorrt_ep: bool = True
     prelu_rewrite: bool = True
-    spin: bool = False
+    spin: bool = True
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
@@ -128,6 +129,7 @@ def ort_session(
         so.intra_op_num_threads = int(options.threads)
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
+    so.add_session_config_entry("session.force_spinning_stop", "1")  # free the cores once a run returns
     providers = _providers(device, options, precision)
     source, applied = cpu_graph(model, options, providers)
     try:
