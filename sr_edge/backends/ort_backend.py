@@ -41,8 +41,8 @@ class OrtOptions:
     ``spin``: intra-op threads spin-wait for work during a run (ORT's default). Either way
     they stop spinning when the run returns (``session.force_spinning_stop``): left
     spinning, they took the cores from the frame's colour work after each run (ECBSR x4
-    frame 97.6 ms vs 79.0 ms with the stop, network 51.5 vs 49.1 ms; ``spin=False`` cost
-    FSRCNN x3 network time, 143.5 vs 119.6 ms; ``benchmarks/colour_check.py --backend ort``).
+    frame 93.6 ms vs 75.8 ms with the stop, network 48.7 vs 47.5 ms; ``spin=False`` cost
+    FSRCNN x3 network time, 148.3 vs 127.3 ms; ``python benchmarks/ort_spin_check.py``).
     """
 
     threads: int | None = None
