@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import SrEdgeError, one_line
@@ -72,29 +73,51 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .data.io import read_image, write_image
-    from .resolve import create_upscaler
+    from .resolve import check_not_an_image, create_upscaler
     from .upscale import upscale_image
 
     inputs = [Path(p) for p in args.inputs]
     out_arg = Path(args.out)
     if len(inputs) > 1 and not out_arg.is_dir():
         raise SrEdgeError(f"--out {out_arg} must be an existing folder when upscaling several images")
+    check_not_an_image(args.model)
+    plan = _upscale_plan(inputs, out_arg, args.scale, args.overwrite)  # every check before any work
     upscaler = create_upscaler(args.model, args.scale, args.backend, args.precision, args.device)
-    for src in inputs:
-        dst = out_arg / f"{src.stem}_x{args.scale}{src.suffix}" if out_arg.is_dir() else out_arg
-        if dst.resolve() == src.resolve():
-            raise SrEdgeError(f"{dst}: refusing to overwrite the input image; choose another --out")
-        if dst.exists() and not args.overwrite:
-            raise SrEdgeError(f"{dst} already exists; pass --overwrite to replace it")
+    for src, dst in plan:
         img = read_image(src)
         if min(img.shape[:2]) < 1:
             raise SrEdgeError(f"{src}: image has no pixels")
         write_image(dst, upscale_image(upscaler, img))
         print(dst)
     return 0
+
+
+def _upscale_plan(inputs: Sequence[Path], out_arg: Path, scale: int, overwrite: bool) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, refused up front (nothing written yet) where an input is missing
+    or a folder, two inputs would write the same file, an output is an input, or an output
+    exists without ``overwrite``."""
+    plan: list[tuple[Path, Path]] = []
+    sources = {src.resolve(): src for src in inputs}
+    written: dict[Path, Path] = {}
+    for src in inputs:
+        if src.is_dir():
+            raise SrEdgeError(f"{src}: is a folder; pass the image files in it (e.g. {src}/*.png)")
+        if not src.exists():
+            raise SrEdgeError(f"{src}: no such image file")
+        dst = out_arg / f"{src.stem}_x{scale}{src.suffix}" if out_arg.is_dir() else out_arg
+        key = dst.resolve()
+        if key in sources:
+            raise SrEdgeError(f"{dst}: refusing to overwrite the input image {sources[key]}; choose another --out")
+        if key in written:
+            raise SrEdgeError(
+                f"{written[key]} and {src} would both be written to {dst}; upscale them into separate --out folders"
+            )
+        if dst.exists() and not overwrite:
+            raise SrEdgeError(f"{dst} already exists; pass --overwrite to replace it")
+        written[key] = src
+        plan.append((src, dst))
+    return plan
 
 
 def _model_options(pairs: Sequence[str] | None) -> tuple[tuple[str, object], ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .data.io import IMAGE_SUFFIXES
 from .errors import MissingDependencyError, SrEdgeError
 from .upscale import Bicubic, NetworkUpscaler, Upscaler, check_scale
 
@@ -49,6 +50,16 @@ def _bundle_upscaler(
     return load_upscaler(path, backend or DEFAULT_BACKEND, precision, device)
 
 
+def check_not_an_image(spec: str) -> None:
+    """One-line error where a model argument names an image file (arguments in the wrong order)."""
+    path = Path(spec)
+    if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        raise SrEdgeError(
+            f"{spec}: an image file, not a model; name the model first "
+            "(a zoo name such as fsrcnn, a .safetensors checkpoint or a bundle folder), then the images"
+        )
+
+
 def create_upscaler(
     spec: str, scale: int, backend: str | None = None, precision: str | None = None, device: str | None = None
 ) -> Upscaler:
@@ -72,6 +83,7 @@ def create_upscaler(
             raise SrEdgeError("bicubic runs on the CPU only")
         return Bicubic(scale)
     torch_device = device or "cpu"
+    check_not_an_image(spec)
     if path.suffix == ".safetensors" or (path.exists() and path.is_file() and path.suffix != ".json"):
         _require_torch(f"running checkpoint {path}")
         from .checkpoint import model_from_checkpoint

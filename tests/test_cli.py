@@ -104,6 +104,29 @@ def test_upscale_keeps_alpha_and_refuses_to_overwrite(tmp_path: Path, photo: np.
     assert_one_line_error(run_cli("upscale", "bicubic", src, "--out", src, "--overwrite"), "overwrite the input")
 
 
+def test_upscale_checks_every_output_before_writing_any(tmp_path: Path, photo: np.ndarray) -> None:
+    (tmp_path / "sub").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    first = write_image(tmp_path / "a.png", photo)
+    same_name = write_image(tmp_path / "sub" / "a.png", photo)
+    other = write_image(tmp_path / "b.png", photo)
+    proc = run_cli("upscale", "bicubic", other, first, same_name, "--out", out)
+    assert_one_line_error(proc, "a.png", "both be written to", "a_x2.png")
+    assert not any(out.iterdir())  # b.png came first and was not written either
+    (out / "a_x2.png").write_bytes(b"user's file")
+    assert_one_line_error(run_cli("upscale", "bicubic", other, first, "--out", out), "already exists")
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png"] and (out / "a_x2.png").read_bytes() == b"user's file"
+    assert_one_line_error(run_cli("upscale", "bicubic", other, tmp_path / "nope.png", "--out", out), "nope.png")
+    assert_one_line_error(run_cli("upscale", "bicubic", tmp_path / "sub", "--out", out), "is a folder")
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png"]
+
+
+def test_upscale_image_given_as_the_model_one_line(tmp_path: Path, photo: np.ndarray) -> None:
+    src = write_image(tmp_path / "a.png", photo)
+    assert_one_line_error(run_cli("upscale", src, "fsrcnn", "--out", tmp_path / "x.png"), "a.png", "not a model")
+
+
 def test_upscale_16bit_stays_16bit(tmp_path: Path, photo: np.ndarray) -> None:
     src = write_image(tmp_path / "in16.png", photo.astype(np.uint16) * 257 + 3)
     proc = run_cli("upscale", "bicubic", src, "--out", tmp_path / "out16.png")
