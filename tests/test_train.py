@@ -205,6 +205,12 @@ def test_training_input_errors(image_folder: Path, tmp_path: Path) -> None:
         train(tiny_config(image_folder, tmp_path / "d"), resume=True, progress=False)
     with pytest.raises(SrEdgeError, match="batch_size must be positive"):
         tiny_config(image_folder, tmp_path / "e", batch_size=0)
+    user_file = tmp_path / "notes.txt"
+    user_file.write_text("the user's file")
+    for out in (user_file, user_file / "run"):
+        with pytest.raises(SrEdgeError, match="is a file, not a folder"):
+            train(tiny_config(image_folder, out, steps=2), progress=False)
+    assert user_file.read_text() == "the user's file"
 
 
 def test_cli_training_errors_are_one_line(image_folder: Path, tmp_path: Path) -> None:
