@@ -338,6 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `sr-edge eval ... --json | head`
         sys.stderr.close()
         return 0
+    except OSError as e:
+        if e.filename is None:
+            raise
+        # a path the user gave that the file system refused (a file where a folder must be,
+        # no permission, disk full): one line naming it, not a traceback
+        where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+        print(f"sr-edge: error: {where}: {e.strerror or e}; check the path", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

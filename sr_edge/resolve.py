@@ -55,8 +55,8 @@ def check_not_an_image(spec: str) -> None:
     path = Path(spec)
     if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
         raise SrEdgeError(
-            f"{spec}: an image file, not a model; name the model first "
-            "(a zoo name such as fsrcnn, a .safetensors checkpoint or a bundle folder), then the images"
+            f"{spec}: an image file, not a model; the model argument comes first "
+            "(a zoo name such as fsrcnn, a .safetensors checkpoint or a bundle folder)"
         )
 
 

@@ -125,6 +125,17 @@ def test_upscale_checks_every_output_before_writing_any(tmp_path: Path, photo: n
 def test_upscale_image_given_as_the_model_one_line(tmp_path: Path, photo: np.ndarray) -> None:
     src = write_image(tmp_path / "a.png", photo)
     assert_one_line_error(run_cli("upscale", src, "fsrcnn", "--out", tmp_path / "x.png"), "a.png", "not a model")
+    assert_one_line_error(run_cli("eval", src), "a.png", "not a model")
+
+
+def test_file_system_refusal_is_one_line(tmp_path: Path, photo: np.ndarray) -> None:
+    src = write_image(tmp_path / "a.png", photo)
+    # a folder asked for under an existing file: the OS refuses, the CLI says so in one line
+    proc = run_cli("upscale", "bicubic", src, "--out", tmp_path / "a.png" / "x.png")
+    assert_one_line_error(proc, "a.png")
+    pytest.importorskip("torch")
+    assert_one_line_error(run_cli("export", "espcn", "--scale", "2", "--out", src / "bundle"), "a.png is a file")
+    assert read_image(src).shape == photo.shape
 
 
 def test_upscale_16bit_stays_16bit(tmp_path: Path, photo: np.ndarray) -> None:

@@ -161,6 +161,14 @@ def _write_png16(f: object, img: np.ndarray) -> None:
     writer.write(f, img.reshape(h, w * c))
 
 
+def check_out_folder(out: Path) -> None:
+    """One-line error where a folder to be written at ``out`` cannot be: ``out`` or a folder
+    above it is a file. Called before any work, so nothing is lost to a late refusal."""
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SrEdgeError(f"--out {out}: {blocker} is a file, not a folder; choose another --out")
+
+
 def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95) -> Path:
     """Write an H x W x C uint8/uint16 array; the format follows the file suffix.
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import __version__
+from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError, one_line
 from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file
 from .bundle import (
@@ -445,6 +446,7 @@ def export_bundle(
         raise SrEdgeError(f"{target} already exists; pass --overwrite to replace it")
     if target.exists() and not (target / MANIFEST).is_file():
         raise SrEdgeError(f"{target} exists and is not a bundle; refusing to replace it")
+    check_out_folder(target)
     _require_export_stack()
     import onnx
     import torch

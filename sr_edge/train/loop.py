@@ -30,6 +30,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint, training_stage
 from ..data.datasets import Dataset
+from ..data.io import check_out_folder
 from ..errors import SrEdgeError
 from ..evaluate import evaluate
 from ..models import create_model, list_models, load_state, model_card
@@ -200,13 +201,6 @@ class _Dist:
                 dist.destroy_process_group()
 
 
-def _check_run_folder(out: Path) -> None:
-    """One-line error, before any work, where ``out`` (or the nearest existing folder above it) is a file."""
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise SrEdgeError(f"--out {out}: {existing} is a file, not a folder; a run writes a folder of checkpoints")
-
-
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or resume) the run ``config`` describes; returns where it ended."""
     from tqdm import tqdm
@@ -225,7 +219,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         if config.batch_size % dist.world:
             raise SrEdgeError(f"batch size {config.batch_size} does not split over {dist.world} processes")
         out = Path(config.out)
-        _check_run_folder(out)
+        check_out_folder(out)
         last_path = out / LAST
         if not resume and last_path.exists():
             raise SrEdgeError(
