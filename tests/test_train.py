@@ -186,6 +186,17 @@ def test_shipped_card_lists_every_fine_tune_stage(image_folder: Path, tmp_path: 
     del meta["init"]["parent"]
     assert [st["steps"] for st in lineage(meta, [tmp_path / "b"])] == [4, 6, 8]
     assert lineage(meta)[-1]["from"]["found"] is False
+    # Fine-tuned from shipped weights: the card beside them holds their whole lineage.
+    shipped = tmp_path / "weights" / "espcn_x2.safetensors"
+    card_path = shipped.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["lineage"][-1]["marker"] = "from the card"  # the weights' own record cannot hold this
+    card_path.write_text(json.dumps(card))
+    d = train(tiny_config(image_folder, tmp_path / "d", steps=2, init=str(shipped)), progress=False)
+    meta = load_checkpoint(d.last).meta
+    del meta["init"]["parent"]
+    chain = lineage(meta, [shipped])
+    assert [st["steps"] for st in chain] == [2, 4, 6, 8] and chain[-1]["marker"] == "from the card"
 
 
 def test_training_input_errors(image_folder: Path, tmp_path: Path) -> None:

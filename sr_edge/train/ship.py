@@ -42,18 +42,40 @@ def measure(model: Any, name: str, color_mode: str) -> dict[str, dict[str, float
     return table
 
 
+def _card_lineage(weights: Path, sha: str) -> list[dict[str, Any]] | None:
+    """The lineage in the model card beside shipped ``weights``, if the card describes these bytes."""
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        return None
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        return None
+    stages = card.get("lineage") if isinstance(card, dict) and card.get("sha256") == sha else None
+    if not isinstance(stages, list) or not all(isinstance(st, dict) for st in stages):
+        return None
+    return stages
+
+
 def lineage(meta: dict[str, Any], search: Sequence[Path] = ()) -> list[dict[str, Any]]:
     """The chain of training runs behind a checkpoint, newest first.
 
-    A run's ``init`` record names its parent by sha256; the parent's stage comes from the
-    record itself (runs since the record held it) or from a checkpoint among ``search``
-    whose bytes match. A parent found neither way ends the chain with ``found: false``.
+    A run's ``init`` record names its parent by sha256; the parent's stages come from the
+    model card beside a matching file among ``search`` (shipped weights: the card holds
+    their whole lineage), from the record itself (runs since the record held it), or from a
+    checkpoint among ``search`` whose bytes match. A parent found none of these ways ends
+    the chain with ``found: false``.
     """
     by_sha: dict[str, Path] = {}
+    carded: dict[str, list[dict[str, Any]]] = {}
     for place in search:
         for f in sorted(place.glob("*.safetensors")) if place.is_dir() else [place]:
             if f.is_file():
-                by_sha.setdefault(sha256_file(f), f)
+                sha = sha256_file(f)
+                by_sha.setdefault(sha, f)
+                stages = _card_lineage(f, sha)
+                if stages:
+                    carded.setdefault(sha, stages)
     chain = [training_stage(meta)]
     seen: set[str] = set()
     while True:
@@ -68,6 +90,9 @@ def lineage(meta: dict[str, Any], search: Sequence[Path] = ()) -> list[dict[str,
         if sha in seen:
             break
         seen.add(sha)
+        if sha in carded:
+            chain.extend(dict(st) for st in carded[sha])
+            break
         if isinstance(init.get("parent"), dict):
             chain.append(dict(init["parent"]))
         elif sha in by_sha:
