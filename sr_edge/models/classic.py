@@ -180,7 +180,7 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
         3: "4691fb05b547bd5a8305cfff4e6b40ee5dd46f016ce987a097a7ef0605bdddce",
-        4: "5fff2209b2625053d558a65751ae3dff3511ee32bd6177905b7a5cfa84f0a756",
+        4: "2672ec2c3e5abed6f93c701cfbe20d38bf7afd344ee2ad8870dfc5b7c8f40105",
     },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:
