@@ -179,7 +179,7 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     description="3 convs in LR space + pixel shuffle",
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
-        3: "4691fb05b547bd5a8305cfff4e6b40ee5dd46f016ce987a097a7ef0605bdddce",
+        3: "48d48a41a877aeb24ecc1306c7b3418c3213149d8c0b15b971dc89425b75b724",
         4: "2672ec2c3e5abed6f93c701cfbe20d38bf7afd344ee2ad8870dfc5b7c8f40105",
     },
 )
