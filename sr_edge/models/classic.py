@@ -151,7 +151,7 @@ def srcnn(scale: int, **kw: int) -> SRCNN:
     paper="Dong et al., ECCV 2016 (d=56, s=12, m=4)",
     description="hourglass CNN in LR space, 9x9 transposed-conv upsampling",
     weights={
-        2: "b5c4e06ea036380da2101a44d723e94761d35337f8073d0bd812eb8470ec87d5",
+        2: "bae0cce4d44aae5fd47ae6c733598f1b57d0a060ea9107190cd1c21e566e6229",
         3: "4c6d697e0dbcbe05791330f549aebf442b5afdda61558b166cc78135b24654fc",
         4: "d3a47f3467b35b1b53130a8b42aa6f16e189c1a32be54609fd0fdfa79b0f8a02",
     },
