@@ -7,6 +7,7 @@ Specs: ``bicubic``; a registered model name with an optional weights tag
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,16 @@ def _bundle_upscaler(
     path: Path, scale: int, backend: str | None, precision: str | None, device: str | None
 ) -> Upscaler:
     """A bundle on a backend (default ort); its scale must be the one asked for."""
-    from .backends import DEFAULT_BACKEND, load_upscaler
+    from .backends import DEFAULT_BACKEND, load_bundle
     from .export.bundle import read_manifest
 
     bundle_scale = read_manifest(path).get("scale")
     if bundle_scale != scale:
         raise SrEdgeError(f"{path}: bundle upscales x{bundle_scale}, not x{scale}; pass --scale {bundle_scale}")
-    return load_upscaler(path, backend or DEFAULT_BACKEND, precision, device)
+    session = load_bundle(path, backend or DEFAULT_BACKEND, precision, device)
+    if session.fallback:  # the images are right; the precision the user named is not what runs
+        print(f"sr-edge: warning: {session.fallback}", file=sys.stderr)
+    return session.upscaler()
 
 
 def check_not_an_image(spec: str) -> None:

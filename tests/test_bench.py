@@ -448,3 +448,86 @@ def test_deployment_side_imports_no_torch(lab: dict[str, Path]) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_openvino_names_a_precision_it_does_not_run(lab: dict[str, Path]) -> None:
+    pytest.importorskip("openvino")
+    from sr_edge.backends import load_bundle
+    from sr_edge.backends.openvino_backend import precision_fallback
+
+    assert precision_fallback("bf16", "bf16", "CPU") is None and precision_fallback("fp32", "f32", "CPU") is None
+    assert precision_fallback("int8", "f32", "CPU") is None  # QDQ convolutions run int8 under an f32 hint
+    assert precision_fallback("bf16", "f32", "CPU") == "OpenVINO runs f32, not bf16, on this CPU"
+    # On this machine: a bf16 session either runs bf16 (AVX512_BF16/AMX) or says it does not.
+    with load_bundle(lab["fp32"], "openvino", "bf16") as half:
+        assert half.execution_precision in ("bf16", "f32")
+        assert (half.fallback is None) == (half.execution_precision == "bf16"), half.fallback
+    with load_bundle(lab["fp32"], "openvino", "fp32") as full:
+        assert full.execution_precision == "f32" and full.fallback is None
+
+
+def test_a_precision_the_runtime_would_not_run_is_skipped(
+    lab: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("openvino")
+    from sr_edge.backends import api
+    from sr_edge.backends.openvino_backend import OpenVinoBackend
+
+    class NoBf16(OpenVinoBackend):  # a CPU without native bf16, on any machine
+        def open(self, bundle: Any, precision: Any, device: str, options: Any) -> Any:
+            session = super().open(bundle, precision, device, options)
+            if precision == "bf16":
+                session.fallback = "OpenVINO runs f32, not bf16, on this CPU"
+            return session
+
+    monkeypatch.setitem(api.BACKENDS, "openvino", NoBf16())
+    s = settings(lab, backends=("openvino",), precisions=("fp32", "bf16"), peers=(), models=("espcn/x2",))
+    results = benchmark(load_profile("ci-cpu"), dataclasses.replace(s, crops=False))
+    half, full = results.row("espcn/x2@openvino/bf16"), results.row("espcn/x2@openvino/fp32")
+    assert full is not None and full.ok
+    assert half is not None and half.status == "skipped" and half.latency == {}
+    assert half.reason == (
+        "OpenVINO runs f32, not bf16, on this CPU; the row would be fp32 under another name "
+        "(bench where bf16 is native, or drop it from the profile)"
+    )
+    from sr_edge.resolve import create_upscaler  # upscale / eval: the images are right; say what runs
+
+    capsys.readouterr()
+    up = create_upscaler(str(lab["fp32"]), 2, "openvino", "bf16")
+    assert up(np.zeros((8, 8, 3), np.uint8)).shape == (16, 16, 3)
+    assert capsys.readouterr().err == "sr-edge: warning: OpenVINO runs f32, not bf16, on this CPU\n"
+
+
+def test_results_say_when_the_machine_is_not_the_profiles(
+    lab: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sr_edge import devices
+    from sr_edge.bench.compare import misfit
+    from sr_edge.bench.report import write_report
+
+    s = settings(lab, backends=("ort",), precisions=("fp32",), peers=(), models=("espcn/x2",), crops=False)
+    zen3 = devices.MachineFacts("x86_64", "AMD EPYC", 2, frozenset({"avx2", "fma"}), None, ())
+    monkeypatch.setattr(devices, "probe_machine", lambda: zen3)
+    off = tmp_path / "off.json"
+    benchmark(load_profile("ci-cpu"), s, out=off)
+    fit = json.loads(off.read_text())["device_fit"]
+    assert fit["matches"] is False and any(r.startswith("NOT CPU flags") for r in fit["reasons"])
+    note = misfit(load_results(off))
+    assert note is not None and note.startswith("measured on a machine that is not a ci-cpu (CPU flags")
+    assert "avx512_bf16" in note and "not a ci-cpu" in write_report(off, tmp_path / "rep").markdown.read_text()
+
+    zen5 = dataclasses.replace(zen3, isa=frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+    monkeypatch.setattr(devices, "probe_machine", lambda: zen5)
+    on = tmp_path / "on.json"
+    benchmark(load_profile("ci-cpu"), s, out=on)
+    assert json.loads(on.read_text())["device_fit"]["matches"] is True and misfit(load_results(on)) is None
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sr_edge", "compare", str(off), str(on), "--tolerance", "9"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("sr-edge: warning:")]
+    assert proc.returncode == 0 and len(warnings) == 1 and str(off) in warnings[0], proc.stderr
+    assert warnings[0].endswith("latency checks compare different hardware")

@@ -134,6 +134,9 @@ class Session(abc.ABC):
         self.precision = precision
         self.device = device
         self.build_seconds = 0.0
+        # One line where the runtime runs something other than the requested precision
+        # (OpenVINO on a CPU without bf16 runs f32): the outputs are right, the label is not.
+        self.fallback: str | None = None
         self._closed = False
 
     @property

@@ -2,7 +2,9 @@
 
 The precision hint is always explicit: OpenVINO's CPU plugin silently runs bf16 on CPUs
 with AMX/AVX-512 BF16 (this development machine's included) unless told
-``INFERENCE_PRECISION_HINT=f32``, which would break fp32 parity with no warning. An int8
+``INFERENCE_PRECISION_HINT=f32``, which would break fp32 parity with no warning. The other
+way round, a CPU without native bf16/fp16 compiles f32 under a bf16/f16 hint: the session's
+``fallback`` says so in one line (the benchmark skips such a row). An int8
 (QDQ) bundle runs its quantised convolutions in int8 whatever the hint; the hint (f32)
 covers the rest. ``cache_dir`` turns on OpenVINO's compiled-model cache (GPU/NPU
 compiles take seconds; the benchmark reports ``build_seconds`` with and without it).
@@ -105,7 +107,9 @@ class OpenVinoSession(Session):
         self.build_seconds = time.perf_counter() - started
         self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self.execution_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        ran = compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.execution_precision = str(getattr(ran, "get_type_name", lambda: ran)())
+        self.fallback = precision_fallback(precision, self.execution_precision, ov_device, core)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -118,6 +122,25 @@ class OpenVinoSession(Session):
     def _release(self) -> None:
         self._request = None
         self._compiled = None
+
+
+def precision_fallback(precision: Precision, ran: str, ov_device: str, core: Any = None) -> str | None:
+    """One line when OpenVINO compiled ``precision`` as another type (``ran``), else None.
+
+    The CPU plugin quietly runs f32 where a CPU has no native bf16 (AVX512_BF16/AMX) or fp16
+    (AVX512_FP16): such a row would be fp32 under another name.
+    """
+    want = _HINTS[precision]
+    if precision == "int8" or ran == want:
+        return None
+    native = ""
+    if core is not None and ov_device != "AUTO":
+        try:
+            caps = core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES")
+            native = ", ".join(c for c in caps if c in ("FP32", "BF16", "FP16", "INT8"))
+        except Exception:  # a plugin without the property: the message stands without it
+            native = ""
+    return f"OpenVINO runs {ran}, not {precision}, on this {ov_device}" + (f" (native: {native})" if native else "")
 
 
 class OpenVinoBackend:

@@ -168,10 +168,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 130
     print(_summary(results, primary_resolution(results)))
     print(f"results: {out}", file=sys.stderr)
+    _warn_misfit(results, str(out), "its latencies do not stand for that device")
     if args.report is not None:
         files = write_report(results, args.report or None)
         print(f"report: {files.markdown}", file=sys.stderr)
     if baseline is not None:
+        _warn_misfit(baseline, args.compare, "latency checks compare different hardware")
         return _print_checks(compare(results, baseline, args.tolerance, args.psnr_tolerance), args.tolerance)
     return 0
 
@@ -190,8 +192,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from . import compare, load_results
 
-    checks = compare(load_results(args.results), load_results(args.baseline), args.tolerance, args.psnr_tolerance)
+    current, baseline = load_results(args.results), load_results(args.baseline)
+    checks = compare(current, baseline, args.tolerance, args.psnr_tolerance)
+    for path, results in ((args.results, current), (args.baseline, baseline)):
+        _warn_misfit(results, path, "latency checks compare different hardware")
     return _print_checks(checks, args.tolerance)
+
+
+def _warn_misfit(results: Any, path: str, consequence: str) -> None:
+    """One warning line when ``results`` were measured on a machine outside their device class."""
+    from .compare import misfit
+
+    note = misfit(results)
+    if note:
+        print(f"sr-edge: warning: {path}: {note}; {consequence}", file=sys.stderr)
 
 
 def _add_compare_options(p: argparse.ArgumentParser) -> None:

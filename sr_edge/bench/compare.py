@@ -43,6 +43,16 @@ def _latency_checks(row_id: str, base: Row, cur: Row, tolerance: float) -> list[
     return out
 
 
+def misfit(results: Results) -> str | None:
+    """One line when ``results`` were measured on a machine that does not fit their device profile."""
+    fit = results.header.get("device_fit")
+    if not isinstance(fit, dict) or fit.get("matches") is not False:
+        return None
+    failed = [str(r)[4:] for r in fit.get("reasons", []) if str(r).startswith("NOT ")]
+    name = results.device.get("name")
+    return f"measured on a machine that is not a {name} ({'; '.join(failed) or 'its [detect] criteria fail'})"
+
+
 def compare(
     current: Results, baseline: Results, tolerance: float = 0.10, psnr_tolerance_db: float = 0.05
 ) -> list[Regression]:

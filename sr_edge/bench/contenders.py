@@ -34,6 +34,10 @@ from .results import row_id
 TensorFn = Callable[[np.ndarray], np.ndarray]
 
 
+class NotNative(SrEdgeError):
+    """The runtime would run this row at another precision than its label: the row is skipped."""
+
+
 @dataclass
 class Deployed:
     """A contender, built and ready to run."""
@@ -133,6 +137,12 @@ class BundleContender(_Base):
         from ..backends import load_bundle
 
         session = load_bundle(self.path, self.backend, self.precision, self.device, **self.options)
+        if session.fallback:
+            session.close()
+            raise NotNative(
+                f"{session.fallback}; the row would be fp32 under another name "
+                f"(bench where {self.precision} is native, or drop it from the profile)"
+            )
         try:
             macs = onnx_macs_per_lr_pixel(session.bundle.onnx_path)
         except Exception:  # counting is a nicety: an unusual graph must not fail the row

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, SrEdgeError
+from .compare import misfit
 from .results import Results, Row, load_results
 
 LatencyKind = str  # "frame" or "model"
@@ -154,7 +155,8 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
         f"{dev.get('description', '')}",
         "",
         f"- machine: {machine.get('cpu')} ({machine.get('affinity')} CPUs usable), {machine.get('system')} "
-        f"{machine.get('release')}, Python {machine.get('python')}",
+        f"{machine.get('release')}, Python {machine.get('python')}"
+        + (f"; **{misfit(results)}: its latencies do not stand for that device**" if misfit(results) else ""),
         f"- sr-edge commit {str(git.get('commit', '?'))[:12]}{' (dirty)' if git.get('dirty') else ''}; "
         f"libraries: {', '.join(f'{k} {v}' for k, v in (h.get('libraries') or {}).items())}",
         f"- run {h.get('created')} .. {h.get('updated')}{'' if h.get('complete') else ' (INCOMPLETE: interrupted)'}",

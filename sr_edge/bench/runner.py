@@ -37,6 +37,7 @@ from .contenders import (
     BundleContender,
     Contender,
     Deployed,
+    NotNative,
     OpenCVContender,
     options_for,
 )
@@ -498,6 +499,8 @@ def run_row(
 
                 crop_name = f"{_safe(c.id)}.png"
                 write_image(folder / crop_name, sr)
+    except NotNative as e:
+        return Row(**base, status="skipped", reason=one_line(str(e)), seconds=round(time.perf_counter() - started, 3))
     except SrEdgeError as e:
         return Row(**base, status="failed", reason=one_line(str(e)), seconds=round(time.perf_counter() - started, 3))
     except (KeyboardInterrupt, SystemExit):
@@ -548,11 +551,22 @@ def _header(plan_: Plan, created: str, crops: Mapping[str, Any] | None) -> dict[
         "libraries": libs,
         "git": git_info(),
         "device": plan_.profile.to_json(),
+        "device_fit": device_fit(plan_.profile),
         "settings": plan_.settings_json(),
         "fingerprint": plan_.fingerprint(),
         "bundle_errors": list(plan_.bundle_errors),
         "crops": dict(crops) if crops else None,
     }
+
+
+def device_fit(profile: DeviceProfile) -> dict[str, Any] | None:
+    """Whether this machine fits ``profile``'s ``[detect]`` criteria, with the reasons (None: it states none)."""
+    from ..devices import detect
+
+    if not profile.detect.specificity:
+        return None
+    found = detect(profiles=[profile])[0]
+    return {"matches": found.matches, "reasons": list(found.reasons)}
 
 
 def benchmark(
