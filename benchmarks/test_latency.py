@@ -71,6 +71,13 @@ def baseline(request: pytest.FixtureRequest, profile: DeviceProfile) -> Any:
     return load_results(path or default)
 
 
+@pytest.fixture(scope="session")
+def off_class_hint(profile: DeviceProfile) -> str:
+    """Appended to a failure when this machine does not fit the profile (its baseline is other hardware)."""
+    fit = device_fit(profile)
+    return "" if fit is None or fit["matches"] else f" (this machine is not a {profile.name}: other hardware)"
+
+
 @pytest.fixture
 def deployed(contender: Contender) -> Iterator[Deployed]:
     reason = contender.skip_reason()
@@ -92,6 +99,7 @@ def test_latency(
     deployed: Deployed,
     profile: DeviceProfile,
     baseline: Any,
+    off_class_hint: str,
     request: pytest.FixtureRequest,
 ) -> None:
     res = profile.workload.primary
@@ -114,9 +122,7 @@ def test_latency(
         return  # not in the baseline: timed, not judged
     tolerance = float(request.config.getoption("--sr-tolerance"))
     median_ms = benchmark.stats.stats.median * 1000.0
-    fit = device_fit(profile)
-    hint = "" if fit is None or fit["matches"] else f" (this machine is not a {profile.name}: other hardware)"
     assert median_ms <= stats.p50_ms * (1 + tolerance), (
         f"{contender.id}: {kind} median {median_ms:.2f} ms > baseline p50 {stats.p50_ms:.2f} ms + {tolerance:.0%}"
-        + hint
+        + off_class_hint
     )

@@ -156,7 +156,7 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
         "",
         f"- machine: {machine.get('cpu')} ({machine.get('affinity')} CPUs usable), {machine.get('system')} "
         f"{machine.get('release')}, Python {machine.get('python')}"
-        + (f"; **{misfit(results)}: its latencies do not stand for that device**" if misfit(results) else ""),
+        + (f"; **{off}: its latencies do not stand for that device**" if (off := misfit(results)) else ""),
         f"- sr-edge commit {str(git.get('commit', '?'))[:12]}{' (dirty)' if git.get('dirty') else ''}; "
         f"libraries: {', '.join(f'{k} {v}' for k, v in (h.get('libraries') or {}).items())}",
         f"- run {h.get('created')} .. {h.get('updated')}{'' if h.get('complete') else ' (INCOMPLETE: interrupted)'}",
