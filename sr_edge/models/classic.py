@@ -179,8 +179,8 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     description="3 convs in LR space + pixel shuffle",
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
-        3: "48d48a41a877aeb24ecc1306c7b3418c3213149d8c0b15b971dc89425b75b724",
-        4: "2672ec2c3e5abed6f93c701cfbe20d38bf7afd344ee2ad8870dfc5b7c8f40105",
+        3: "2980635e93750197f20385aa6c2b46ed54d79d199232e04f607e3dfc34db7342",
+        4: "bf98fd1333644c94fba83f62ed86ddce926e4cac7743f75f739348e9a2fcc376",
     },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:
