@@ -236,20 +236,35 @@ def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> Non
     # Ctrl-C into "ort not installed" (a skipped row, exit 0) or an onnx segfault; the runner
     # now imports them before the first row.
     slow = ["--warmup", "0", "--min-runs", "2", "--min-time", "3", "--max-time", "3", "--rounds", "1"]
+    # faulthandler: a child that hangs is sent SIGABRT and its stderr then holds every
+    # thread's Python stack, so a hang fails with where it hung, not just a timeout
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
-        [*args, *slow, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*args, *slow, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+
+    def stacks(what: str) -> str:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=60)
+        return f"{what}; the child's stacks and stderr:\n{err[-8000:]}"
+
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if out.is_file() and out.stat().st_size and json.loads(out.read_text())["rows"]:
-                break
+        while not (out.is_file() and out.stat().st_size and json.loads(out.read_text())["rows"]):
+            if proc.poll() is not None:
+                pytest.fail(f"bench exited ({proc.returncode}) before its first row: {proc.communicate()[1][-4000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(stacks("no row landed within 120 s"))
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(stacks("bench did not exit within 120 s of SIGINT"))
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     assert proc.returncode == 130 and "continue with --resume" in err, err
     doc = json.loads(out.read_text())
     assert len(doc["rows"]) == 1 and not doc["complete"] and all(r["status"] == "ok" for r in doc["rows"])
