@@ -124,6 +124,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         profile = best.profile
         print(f"sr-edge: device {profile.name} (detected; pass --device to choose)", file=sys.stderr)
     baseline = load_results(args.compare) if args.compare else None  # fail before measuring
+    if not 0 <= args.settle < 100:
+        raise SrEdgeError(f"--settle is a percentage from 0 to below 100, got {args.settle:g}")
     if args.quick:
         latency = LatencyPlan(warmup=1, min_runs=3, min_time_s=0.0, max_time_s=10.0, rounds=1)
     else:
@@ -133,7 +135,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.min_time,
             max(args.max_time, args.min_time),
             rounds=args.rounds,
-            max_rounds=max(args.max_rounds, args.rounds) if args.max_rounds is not None else None,
+            max_rounds=args.max_rounds if args.max_rounds is not None else max(10, args.rounds),
             settle=args.settle / 100.0,
         )
     peers: tuple[str, ...] | None = () if args.no_peers else (tuple(args.peers) if args.peers else None)
@@ -262,9 +264,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-rounds",
         type=int,
-        default=10,
         help="then more rounds, up to this many in all, for rows whose two fastest rounds differ by more "
-        "than --settle (default 10; --rounds to turn off)",
+        "than --settle (default 10, or --rounds if higher; equal to --rounds: none)",
     )
     p.add_argument(
         "--settle",
