@@ -514,15 +514,19 @@ def test_deployment_side_imports_no_torch(lab: dict[str, Path]) -> None:
 def test_openvino_names_a_precision_it_does_not_run(lab: dict[str, Path]) -> None:
     pytest.importorskip("openvino")
     from sr_edge.backends import load_bundle
-    from sr_edge.backends.openvino_backend import precision_fallback
+    from sr_edge.backends.openvino_backend import OpenVinoBackend, precision_fallback
 
     assert precision_fallback("bf16", "bf16", "CPU") is None and precision_fallback("fp32", "f32", "CPU") is None
     assert precision_fallback("int8", "f32", "CPU") is None  # QDQ convolutions run int8 under an f32 hint
     assert precision_fallback("bf16", "f32", "CPU") == "OpenVINO runs f32, not bf16, on this CPU"
-    # On this machine: a bf16 session either runs bf16 (AVX512_BF16/AMX) or says it does not.
+    # On this machine: a bf16 session either runs bf16 (AVX512_BF16/AMX) or says it does not,
+    # and the forecast that builds nothing (bench --dry-run) agrees with it.
+    forecast = OpenVinoBackend().not_native("bf16", "cpu")
     with load_bundle(lab["fp32"], "openvino", "bf16") as half:
         assert half.execution_precision in ("bf16", "f32")
         assert (half.fallback is None) == (half.execution_precision == "bf16"), half.fallback
+        assert (forecast is None) == (half.fallback is None), forecast
+    assert OpenVinoBackend().not_native("fp32", "cpu") is None and OpenVinoBackend().not_native("int8", "cpu") is None
     with load_bundle(lab["fp32"], "openvino", "fp32") as full:
         assert full.execution_precision == "f32" and full.fallback is None
 
@@ -535,6 +539,9 @@ def test_a_precision_the_runtime_would_not_run_is_skipped(
     from sr_edge.backends.openvino_backend import OpenVinoBackend
 
     class NoBf16(OpenVinoBackend):  # a CPU without native bf16, on any machine
+        def not_native(self, precision: Any, device: str) -> str | None:
+            return "OpenVINO would not run bf16 on this CPU" if precision == "bf16" else None
+
         def open(self, bundle: Any, precision: Any, device: str, options: Any) -> Any:
             session = super().open(bundle, precision, device, options)
             if precision == "bf16":
@@ -543,6 +550,13 @@ def test_a_precision_the_runtime_would_not_run_is_skipped(
 
     monkeypatch.setitem(api.BACKENDS, "openvino", NoBf16())
     s = settings(lab, backends=("openvino",), precisions=("fp32", "bf16"), peers=(), models=("espcn/x2",))
+    from sr_edge.bench.cli import _forecast
+
+    listed = {c.id: _forecast(c) for c in plan(load_profile("ci-cpu"), s).contenders}  # what --dry-run prints
+    assert listed == {
+        "espcn/x2@openvino/fp32": "will run",
+        "espcn/x2@openvino/bf16": "will be skipped: OpenVINO would not run bf16 on this CPU",
+    }
     results = benchmark(load_profile("ci-cpu"), dataclasses.replace(s, crops=False))
     half, full = results.row("espcn/x2@openvino/bf16"), results.row("espcn/x2@openvino/fp32")
     assert full is not None and full.ok

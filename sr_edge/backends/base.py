@@ -207,6 +207,12 @@ class Backend(Protocol[OptionsT]):
         """Build (or load from cache) the runtime's model for ``bundle`` and return a session."""
         ...
 
+    def not_native(self, precision: Precision, device: str) -> str | None:
+        """One line when this machine's ``device`` would run ``precision`` as another type
+        (what :attr:`Session.fallback` will say once a session is open), else None. A cheap
+        forecast without building a model, for listings such as ``sr-edge bench --dry-run``."""
+        ...
+
 
 def bundle_spec(bundle: Bundle, shapes: ShapeRange | None = None) -> InputSpec:
     """The input spec a bundle's manifest promises."""

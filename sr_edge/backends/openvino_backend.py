@@ -152,6 +152,27 @@ class OpenVinoBackend:
     precisions: ClassVar[tuple[Precision, ...]] = ("fp32", "fp16", "bf16", "int8")
     default_device: ClassVar[str] = "cpu"
 
+    def not_native(self, precision: Precision, device: str) -> str | None:
+        """One line when the device lists no native ``precision`` (bf16/fp16) in its
+        ``OPTIMIZATION_CAPABILITIES``: the CPU plugin would compile another type instead."""
+        if precision not in ("bf16", "fp16") or not self.available():
+            return None
+        try:
+            core = _import_openvino().Core()
+            ov_device = _ov_device(device, core)
+            if ov_device == "AUTO":
+                return None
+            caps = list(core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES"))
+        except Exception:  # no device or no such property: open() will tell
+            return None
+        if precision.upper() in caps:
+            return None
+        native = ", ".join(c for c in caps if c in ("FP32", "BF16", "FP16", "INT8"))
+        return (
+            f"OpenVINO would not run {precision} on this {ov_device}: it lists no native {precision} "
+            f"(native: {native or 'none listed'})"
+        )
+
     def available(self) -> bool:
         """True when openvino imports."""
         try:

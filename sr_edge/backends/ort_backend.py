@@ -202,6 +202,10 @@ class OrtBackend:
             return False
         return True
 
+    def not_native(self, precision: Precision, device: str) -> str | None:
+        """None: ORT runs what it accepts (fp16 needs its TensorRT provider; open says so)."""
+        return None
+
     def open(self, bundle: Bundle, precision: Precision, device: str, options: OrtOptions) -> OrtSession:
         """Create an ``InferenceSession`` for the bundle's graph."""
         precision_matches_bundle(self.name, bundle, precision, self.precisions)

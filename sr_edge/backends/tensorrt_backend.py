@@ -358,6 +358,10 @@ class TensorRTBackend:
         except (SrEdgeError, OSError, RuntimeError):
             return False
 
+    def not_native(self, precision: Precision, device: str) -> str | None:
+        """None: no forecast (TensorRT's precision flags permit a type per layer, they do not force it)."""
+        return None
+
     def open(self, bundle: Bundle, precision: Precision, device: str, options: TensorRTOptions) -> TensorRTSession:
         """Load the cached engine for this bundle, GPU and options, or build and cache it."""
         precision_matches_bundle(self.name, bundle, precision, self.precisions)

@@ -127,6 +127,10 @@ class TorchBackend:
 
         return importlib.util.find_spec("torch") is not None
 
+    def not_native(self, precision: Precision, device: str) -> str | None:
+        """None: eager PyTorch computes in the dtype it is given."""
+        return None
+
     def open(self, bundle: Bundle, precision: Precision, device: str, options: TorchOptions) -> TorchSession:
         """Rebuild the parent model and wrap it as a session."""
         precision_matches_bundle(self.name, bundle, precision, self.precisions)

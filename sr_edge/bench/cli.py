@@ -110,6 +110,11 @@ def _print_checks(checks: list[Any], tolerance: float) -> int:
     return EXIT_REGRESSION if bad else 0
 
 
+def _forecast(c: Any) -> str:
+    note = c.forecast()
+    return f"will be skipped: {note}" if note else "will run"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..devices import detect, load_profile
     from . import BenchSettings, LatencyPlan, benchmark, compare, load_results, write_report
@@ -159,7 +164,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from . import plan
 
         p = plan(profile, settings)
-        rows = [[c.id, c.skip_reason() or "will run"] for c in p.contenders]
+        rows = [[c.id, c.skip_reason() or _forecast(c)] for c in p.contenders]
         print(_table(["row", "plan"], rows))
         datasets = ", ".join(d.name for d in p.datasets)
         print(f"{len(rows)} rows on {profile.name}; quality on {datasets}", file=sys.stderr)

@@ -97,6 +97,11 @@ class _Base:
     def bundle_info(self) -> Mapping[str, Any] | None:
         return None
 
+    def forecast(self) -> str | None:
+        """Why this row would be skipped once open (a precision the runtime would not run
+        natively here), from a cheap check that builds nothing; None when it would run."""
+        return None
+
 
 @dataclass(frozen=True)
 class BundleContender(_Base):
@@ -132,6 +137,11 @@ class BundleContender(_Base):
             return None
         extra = f"pip install 'sr-edge[{backend.extra}]'" if backend.extra else "reinstall sr-edge"
         return f"backend {self.backend} is not usable here (runtime not installed or no device; {extra})"
+
+    def forecast(self) -> str | None:
+        from ..backends import get_backend
+
+        return get_backend(self.backend).not_native(self.precision, self.device)  # type: ignore[arg-type]
 
     def open(self) -> Deployed:
         from ..backends import load_bundle
