@@ -153,6 +153,7 @@ def test_cli_report_errors_are_one_line(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
         assert_one_line(run_cli("report", tmp_path / name), needle)
     assert_one_line(run_cli("report", tmp_path / "absent.json"), "does not exist")
+    assert_one_line(run_cli("compare", tmp_path, tmp_path / "r.json"), "is a folder; pass the results JSON file")
     assert_one_line(run_cli("report", tmp_path / "r.json", "--dataset", "Urban100"), "not in the results")
 
 

@@ -177,6 +177,8 @@ class Results:
 def load_results(path: str | os.PathLike[str], allow_empty: bool = False) -> Results:
     """Read a results file; one-line errors for a missing, empty, foreign or other-version file."""
     p = Path(path)
+    if p.is_dir():
+        raise SrEdgeError(f"{p} is a folder; pass the results JSON file in it (sr-edge bench --out FILE)")
     if not p.is_file():
         raise SrEdgeError(f"results file {p} does not exist")
     text = p.read_text(errors="replace")
