@@ -179,8 +179,15 @@ def test_bad_requests_are_one_line_errors(espcn_ckpt: Path, tmp_path: Path) -> N
     with pytest.raises(SrEdgeError, match="unknown model"):
         export_bundle("no-such-model", tmp_path / "o", scale=2, measure=False)
     (tmp_path / "notabundle").mkdir()
-    with pytest.raises(SrEdgeError, match="not a bundle"):
-        export_bundle(espcn_ckpt, tmp_path / "notabundle", measure=False, overwrite=True)
+    (tmp_path / "notabundle" / "notes.txt").write_text("mine")
+    (tmp_path / "photo.png").write_bytes(b"mine")
+    for theirs in (tmp_path / "notabundle", tmp_path / "photo.png"):
+        for overwrite in (False, True):  # with or without --overwrite: never offered, never replaced
+            with pytest.raises(SrEdgeError, match="exists and is not a bundle; choose another --out"):
+                export_bundle(espcn_ckpt, theirs, measure=False, overwrite=overwrite)
+    assert (tmp_path / "notabundle" / "notes.txt").read_text() == "mine" and (
+        tmp_path / "photo.png"
+    ).read_bytes() == b"mine"
     unshipped = [n for n in list_models() if 2 not in model_card(n).weights]
     if unshipped:
         with pytest.raises(SrEdgeError, match="no shipped weights"):

@@ -442,10 +442,10 @@ def export_bundle(
         opset=opset, exporter=exporter, simplify=simplify, measure=measure, dataset=dataset, data_root=data_root
     )
     target = Path(out)
+    if target.exists() and not (target / MANIFEST).is_file():  # a user's file or folder: never replaced
+        raise SrEdgeError(f"{target} exists and is not a bundle; choose another --out")
     if target.exists() and not overwrite:
         raise SrEdgeError(f"{target} already exists; pass --overwrite to replace it")
-    if target.exists() and not (target / MANIFEST).is_file():
-        raise SrEdgeError(f"{target} exists and is not a bundle; refusing to replace it")
     check_out_folder(target)
     _require_export_stack()
     import onnx
