@@ -99,15 +99,31 @@ def current_umask() -> int:
     return mask
 
 
+def temp_beside(target: Path, folder: bool = False) -> Path:
+    """A new temp file (or folder) in ``target``'s folder, for an atomic rename onto ``target``.
+
+    A refusal (no such folder, no permission, a read-only file system) names ``target``,
+    the path the user gave, not the hidden temp name.
+    """
+    prefix = f".{target.name}."
+    try:
+        if folder:
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(target)) from None
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = temp_beside(target)
     try:
-        yield Path(tmp)
+        yield tmp
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)

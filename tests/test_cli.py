@@ -133,6 +133,10 @@ def test_file_system_refusal_is_one_line(tmp_path: Path, photo: np.ndarray) -> N
     # a folder asked for under an existing file: the OS refuses, the CLI says so in one line
     proc = run_cli("upscale", "bicubic", src, "--out", tmp_path / "a.png" / "x.png")
     assert_one_line_error(proc, "a.png")
+    if Path("/proc/self").is_dir():  # a folder that exists but takes no new files (even for root)
+        proc = run_cli("upscale", "bicubic", src, "--out", "/proc/sr-edge-x2.png")
+        assert_one_line_error(proc, "/proc/sr-edge-x2.png: ")  # the path given, not the hidden temp file
+        assert ".tmp" not in proc.stderr
     pytest.importorskip("torch")
     assert_one_line_error(run_cli("export", "espcn", "--scale", "2", "--out", src / "bundle"), "a.png is a file")
     assert read_image(src).shape == photo.shape

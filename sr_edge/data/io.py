@@ -10,7 +10,6 @@ user's.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -194,8 +193,9 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
     if not p.parent.exists():
         raise SrEdgeError(f"{p}: folder {p.parent} does not exist")
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
+    from ..provenance import temp_beside
+
+    tmp = temp_beside(p)
     try:
         if img.dtype == np.uint16 and suffix == ".png":
             with open(tmp, "wb") as f:

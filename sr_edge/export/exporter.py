@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import __version__
 from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError, one_line
-from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file
+from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file, temp_beside
 from .bundle import (
     FORMAT,
     FORMAT_VERSION,
@@ -503,7 +503,7 @@ def export_bundle(
     }
     onnx.helper.set_model_props(model, metadata_props(manifest))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = temp_beside(target, folder=True)
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide the bundle from other users
         onnx_path = tmp / MODEL_FILE
