@@ -456,6 +456,7 @@ def test_cli_bench_report_compare(lab: dict[str, Path], tmp_path: Path) -> None:
     for bad, says in (
         (["--rounds", "6", "--max-rounds", "3"], "maximum latency rounds"),
         (["--settle", "150"], "--settle"),
+        (["--max-time", "-1"], "--max-time"),
     ):
         full = [a for a in common if a != "--quick"]  # --quick sets its own single round
         proc = cli("bench", *full, "--out", tmp_path / "never.json", *bad)

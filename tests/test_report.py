@@ -154,6 +154,9 @@ def test_cli_report_errors_are_one_line(tmp_path: Path) -> None:
         assert_one_line(run_cli("report", tmp_path / name), needle)
     assert_one_line(run_cli("report", tmp_path / "absent.json"), "does not exist")
     assert_one_line(run_cli("compare", tmp_path, tmp_path / "r.json"), "is a folder; pass the results JSON file")
+    (tmp_path / "notes.md").write_text("mine")
+    assert_one_line(run_cli("report", tmp_path / "r.json", "--out", tmp_path / "notes.md"), "is a file, not a folder")
+    assert (tmp_path / "notes.md").read_text() == "mine"
     assert_one_line(run_cli("report", tmp_path / "r.json", "--dataset", "Urban100"), "not in the results")
 
 

@@ -129,6 +129,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         profile = best.profile
         print(f"sr-edge: device {profile.name} (detected; pass --device to choose)", file=sys.stderr)
     baseline = load_results(args.compare) if args.compare else None  # fail before measuring
+    if args.max_time <= 0:
+        raise SrEdgeError(f"--max-time is seconds above 0, got {args.max_time:g}")
     if not 0 <= args.settle < 100:
         raise SrEdgeError(f"--settle is a percentage from 0 to below 100, got {args.settle:g}")
     if args.quick:

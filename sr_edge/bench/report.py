@@ -398,6 +398,9 @@ def write_report(
             raise SrEdgeError("pass out_dir: these results were not read from a file")
         out_dir = res.path.with_name(f"{res.path.stem}_report")
     out = Path(out_dir)
+    from ..data.io import check_out_folder
+
+    check_out_folder(out)  # a file at --out (or above it) is named, never replaced
     out.mkdir(parents=True, exist_ok=True)
     md_path = out / "report.md"
     text = markdown(res, dataset, resolution)
