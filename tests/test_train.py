@@ -216,6 +216,8 @@ def test_training_input_errors(image_folder: Path, tmp_path: Path) -> None:
         train(tiny_config(image_folder, tmp_path / "d"), resume=True, progress=False)
     with pytest.raises(SrEdgeError, match="batch_size must be positive"):
         tiny_config(image_folder, tmp_path / "e", batch_size=0)
+    with pytest.raises(SrEdgeError, match=r"patch_size 1 is too small.*--patch-size 4 or more"):
+        tiny_config(image_folder, tmp_path / "e", patch_size=1)
     user_file = tmp_path / "notes.txt"
     user_file.write_text("the user's file")
     for out in (user_file, user_file / "run"):

@@ -13,6 +13,10 @@ Loss = Literal["l1", "l2", "charbonnier"]
 Schedule = Literal["cosine", "step", "constant"]
 
 
+# the smallest LR training patch accepted (a 3x3 conv sees a border on every pixel of a 2 px patch)
+MIN_PATCH = 4
+
+
 @dataclass(frozen=True)
 class PerceptualConfig:
     """ESRGAN-style fine-tuning: L1 + VGG19 feature loss + relativistic adversarial loss."""
@@ -71,6 +75,11 @@ class TrainConfig:
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise SrEdgeError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.patch_size < MIN_PATCH:
+            raise SrEdgeError(
+                f"patch_size {self.patch_size} is too small: LR patches under {MIN_PATCH} px train on the "
+                f"convolutions' zero padding more than on the image; use --patch-size {MIN_PATCH} or more"
+            )
         if not 0 < self.lr < 1 or not 0 <= self.lr_min <= self.lr:
             raise SrEdgeError(
                 f"learning rates must satisfy 0 <= lr_min <= lr < 1, got lr={self.lr}, lr_min={self.lr_min}"
