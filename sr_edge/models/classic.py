@@ -179,8 +179,8 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     description="3 convs in LR space + pixel shuffle",
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
-        3: "2980635e93750197f20385aa6c2b46ed54d79d199232e04f607e3dfc34db7342",
-        4: "bf98fd1333644c94fba83f62ed86ddce926e4cac7743f75f739348e9a2fcc376",
+        3: "07908b692b16312f9a2194d6c6fecb1aa43b32f376a12b53a5126b0395816e39",
+        4: "9751dd4d2063b96e4fa452b29d0ccba3237ce5e611ee610b23690627268b71de",
     },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:
