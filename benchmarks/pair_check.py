@@ -4,9 +4,7 @@ The issue's stability target is every row within 5% on p50 between two runs in a
 This prints, for frame and network p50 and for bundles and peers apart, how many rows
 are within the tolerance, the worst row, and every row outside; then the same counts for
 other ways to pick a row's p50 from its latency rounds (the bench keeps the lowest round
-p50; the median of rounds and the mean of the lowest two are shown for comparison, and,
-where rows got extra rounds for not settling (``--max-rounds``), the lowest of the fixed
-``--rounds`` alone: what the same runs would have reported without them)::
+p50; the median of rounds and the mean of the lowest two are shown for comparison)::
 
     python benchmarks/pair_check.py benchmarks/reports/ci-cpu/results.json \\
         benchmarks/reports/ci-cpu/results-rerun.json
@@ -43,15 +41,6 @@ def _rounds(path: Path) -> dict[tuple[str, str], tuple[bool, np.ndarray]]:
     return out
 
 
-def _fixed_rounds(*paths: Path) -> int | None:
-    """The runs' ``--rounds`` when they allowed more (``max_rounds`` above it), else None."""
-    lat = [json.loads(p.read_text())["settings"]["latency"] for p in paths]
-    fixed = {d.get("rounds") or 1 for d in lat}
-    if len(fixed) == 1 and all((d.get("max_rounds") or 0) > d.get("rounds", 1) for d in lat):
-        return fixed.pop()
-    return None
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run1", type=Path)
@@ -61,13 +50,7 @@ def main() -> int:
     a, b = _rounds(args.run1), _rounds(args.run2)
     common = [k for k in a if k in b]
     tol = args.tolerance
-    picks = dict(PICKS)
-    fixed = _fixed_rounds(args.run1, args.run2)
-    if fixed is not None:
-        picks[f"lowest of the first {fixed} rounds (without the extra rounds)"] = lambda v: float(np.min(v[:fixed]))
-        extra = [k for k in common if len(a[k][1]) > fixed or len(b[k][1]) > fixed]
-        print(f"{len(extra)} of {len(common)} timings got rounds beyond the first {fixed} in either run")
-    for n, (pick_name, pick) in enumerate(picks.items()):
+    for n, (pick_name, pick) in enumerate(PICKS.items()):
         print(f"{pick_name}:")
         for kind in KINDS:
             for group, is_peer in (("bundles", False), ("peers", True)):

@@ -145,44 +145,6 @@ def test_latency_rounds_keep_the_best_round(lab: dict[str, Path], tmp_path: Path
     assert again.header["complete"] and [r.to_json() for r in again.rows] == [r.to_json() for r in results.rows]
 
 
-def test_unsettled_rows_get_more_rounds(lab: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """After the fixed rounds, only a row whose two fastest rounds differ by more than
-    ``settle`` gets another, until they agree or ``max_rounds`` is reached."""
-    from sr_edge.bench import runner
-
-    with pytest.raises(SrEdgeError, match="maximum latency rounds"):
-        LatencyPlan(rounds=6, max_rounds=3)
-    with pytest.raises(SrEdgeError, match="settle"):
-        LatencyPlan(settle=1.5)
-    assert LatencyPlan(rounds=3).round_limit == 3  # the library default adds none
-
-    # Later rounds are scripted relative to each row's first: the bicubic row lands within
-    # 1% of it in round 4, the model row stays 50% slower in every round.
-    def scripted(row: Any, c: Any, plan_: Any) -> Any:
-        def fold(stats: Any) -> Any:
-            if stats is None:
-                return None
-            first, k = stats.round_p50_ms[0] if stats.round_p50_ms else stats.p50_ms, len(stats.round_p50_ms or (1,))
-            factor = 1.01 if row.peer == "bicubic" and k + 1 == 4 else 1.5
-            return stats.best_with(dataclasses.replace(stats, p50_ms=first * factor))
-
-        lat = {r: dataclasses.replace(t, frame=fold(t.frame), model=fold(t.model)) for r, t in row.latency.items()}
-        return dataclasses.replace(row, latency=lat)
-
-    monkeypatch.setattr(runner, "_another_round", scripted)
-    plan_ = dataclasses.replace(FAST, rounds=3, max_rounds=6, settle=0.02)
-    s = settings(lab, backends=("ort",), precisions=("fp32",), peers=("bicubic",), latency=plan_)
-    results = benchmark(load_profile("ci-cpu"), s)
-    rounds = {r.peer or r.backend: {len(t.frame.round_p50_ms) for t in r.latency.values()} for r in results.rows}
-    assert rounds == {"bicubic": {4}, "ort": {6}}
-    from sr_edge.bench.report import markdown
-
-    text = markdown(results)
-    assert "in 3 rounds (passes over the matrix) and up to 6 for a row whose two fastest rounds differed by more " in (
-        text
-    )
-
-
 def test_plan_matrix(lab: dict[str, Path]) -> None:
     p = plan(load_profile("ci-cpu"), settings(lab, peers=("bicubic", "torch", "opencv")))
     ids = [c.id for c in p.contenders]

@@ -135,13 +135,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         latency = LatencyPlan(warmup=1, min_runs=3, min_time_s=0.0, max_time_s=10.0, rounds=1)
     else:
         latency = LatencyPlan(
-            args.warmup,
-            args.min_runs,
-            args.min_time,
-            max(args.max_time, args.min_time),
-            rounds=args.rounds,
-            max_rounds=max(args.max_rounds, args.rounds) if args.max_rounds is not None else None,
-            settle=args.settle / 100.0,
+            args.warmup, args.min_runs, args.min_time, max(args.max_time, args.min_time), rounds=args.rounds
         )
     peers: tuple[str, ...] | None = () if args.no_peers else (tuple(args.peers) if args.peers else None)
     settings = BenchSettings(
@@ -265,20 +259,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=6,
         help="latency rounds per row, in passes over the matrix; the best round's p50 is kept (default 6)",
-    )
-    p.add_argument(
-        "--max-rounds",
-        type=int,
-        default=10,
-        help="then more rounds, up to this many in all, for rows whose two fastest rounds differ by more "
-        "than --settle (default 10; --rounds to turn off)",
-    )
-    p.add_argument(
-        "--settle",
-        type=float,
-        default=2.0,
-        metavar="PCT",
-        help="how close (percent) a row's two fastest rounds must be to need no more rounds (default 2)",
     )
     p.add_argument("--quick", action="store_true", help="smoke test: 1 warm-up, 3 runs, no minimum time")
     p.add_argument(

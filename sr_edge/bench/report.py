@@ -134,14 +134,6 @@ def _side_by_side(rows: Sequence[Row], resolution: str, dataset: str | None) -> 
     return lines
 
 
-def _more_rounds(lat: dict[str, Any]) -> str:
-    """How the run added rounds for unsettled rows ('' when it did not)."""
-    most, rounds = lat.get("max_rounds"), lat.get("rounds") or 1
-    if not most or most <= rounds:
-        return ""
-    return f" and up to {most} for a row whose two fastest rounds differed by more than {100 * lat['settle']:g}%"
-
-
 def markdown(results: Results, dataset: str | None = None, resolution: str | None = None) -> str:
     """The report as Markdown text."""
     dataset = dataset or primary_dataset(results)
@@ -171,8 +163,7 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
         f"- latency at {', '.join(s.get('resolutions', []))} (LR input), {s.get('threads') or 'default'} threads: "
         f"{lat.get('warmup')} warm-up runs, then at least {lat.get('min_runs')} runs and {lat.get('min_time_s')} s"
         + (
-            f", in {lat['rounds']} rounds (passes over the matrix){_more_rounds(lat)}, the round with the lowest "
-            "p50 kept; "
+            f", in {lat['rounds']} rounds (passes over the matrix), the round with the lowest p50 kept; "
             if (lat.get("rounds") or 1) > 1
             else "; "
         )

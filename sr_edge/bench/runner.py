@@ -433,11 +433,6 @@ def _rounds_done(row: Row) -> int:
     return min(len(t.frame.round_p50_ms) or 1 for t in timings)
 
 
-def _settled(row: Row, tolerance: float) -> bool:
-    """Whether every timing of ``row`` has its two fastest rounds within ``tolerance``."""
-    return all(s.settled(tolerance) for t in (row.latency or {}).values() for s in (t.frame, t.model) if s is not None)
-
-
 def _another_round(row: Row, c: Contender, plan_: Plan) -> Row:
     """Time ``row`` once more and keep, per resolution and kind, the round with the lower p50."""
     peak = plan_.profile.hardware.peak(c.precision)
@@ -655,16 +650,9 @@ def benchmark(
             if on_row is not None:
                 on_row(row)
         by_id = {c.id: c for c in plan_.contenders}
-        lat = plan_.settings.latency
-        for round_no in range(2, lat.round_limit + 1):
+        for round_no in range(2, plan_.settings.latency.rounds + 1):
             todo = [i for i, r in enumerate(rows) if r.ok and _rounds_done(r) < round_no]
-            if round_no > lat.rounds:  # past the fixed rounds: only the rows not settled yet
-                todo = [i for i in todo if not _settled(rows[i], lat.settle)]
-                if not todo:
-                    break
-            desc = f"latency round {round_no}/{lat.rounds}" + (
-                f" (+{round_no - lat.rounds} for {len(todo)} unsettled rows)" if round_no > lat.rounds else ""
-            )
+            desc = f"latency round {round_no}/{plan_.settings.latency.rounds}"
             for i in tqdm(todo, desc=desc, unit="row", disable=None if progress else True, leave=False):
                 rows[i] = _another_round(rows[i], by_id[rows[i].id], plan_)
                 save(complete=False)

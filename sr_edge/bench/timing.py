@@ -33,18 +33,6 @@ class LatencyPlan:
     # minutes apart), and the round with the lowest p50 is reported: a shared host's slow
     # phases last seconds, and one contiguous window cannot be reproduced within 5%.
     rounds: int = 1
-    # After ``rounds``, a row whose two fastest rounds (frame or network p50, any resolution)
-    # differ by more than ``settle`` (relative) gets more rounds, one pass over such rows at
-    # a time, up to ``max_rounds`` in all (None: no more than ``rounds``). The lowest p50 of
-    # a noisy row is then confirmed by a second round near it, not taken from one lucky or
-    # unlucky window.
-    max_rounds: int | None = None
-    settle: float = 0.02
-
-    @property
-    def round_limit(self) -> int:
-        """Rounds a row may get in all."""
-        return self.rounds if self.max_rounds is None else self.max_rounds
 
     def warmed(self) -> LatencyPlan:
         """This plan for a session that has already run at this size: one warm-up run."""
@@ -61,16 +49,6 @@ class LatencyPlan:
             raise SrEdgeError(f"maximum time must be >= the minimum time, got {self.max_time_s!r}")
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or not 1 <= self.rounds <= 20:
             raise SrEdgeError(f"latency rounds must be an integer from 1 to 20, got {self.rounds!r}")
-        if self.max_rounds is not None and (
-            isinstance(self.max_rounds, bool)
-            or not isinstance(self.max_rounds, int)
-            or not self.rounds <= self.max_rounds <= 20
-        ):
-            raise SrEdgeError(
-                f"maximum latency rounds must be from the rounds ({self.rounds}) to 20, got {self.max_rounds!r}"
-            )
-        if isinstance(self.settle, bool) or not isinstance(self.settle, (int, float)) or not 0 <= self.settle < 1:
-            raise SrEdgeError(f"the settle threshold must be a fraction from 0 to below 1, got {self.settle!r}")
 
 
 @dataclass(frozen=True)
@@ -126,13 +104,6 @@ class LatencyStats:
         if "round_p50_ms" in kw:
             kw["round_p50_ms"] = tuple(kw["round_p50_ms"])
         return cls(**kw)
-
-    def settled(self, tolerance: float) -> bool:
-        """Whether the two fastest rounds agree within ``tolerance`` (relative); True with one round."""
-        if len(self.round_p50_ms) < 2:
-            return True
-        first, second = sorted(self.round_p50_ms)[:2]
-        return second <= first * (1 + tolerance)
 
     def best_with(self, other: LatencyStats) -> LatencyStats:
         """Fold another round in: keep the statistics of the round with the lower p50."""
