@@ -282,3 +282,15 @@ def test_perceptual_needs_rgb_model_and_real_weights(image_folder: Path, tmp_pat
     vgg = _random_vgg19(tmp_path / "vgg.safetensors")
     with pytest.raises(SrEdgeError, match="needs an RGB model"):
         train(tiny_config(image_folder, tmp_path / "y", perceptual=PerceptualConfig(str(vgg))), progress=False)
+
+
+def test_sr_edge_train_is_the_function(image_folder: Path, tmp_path: Path) -> None:
+    """``sr_edge.train(config)`` runs training, also once the ``sr_edge.train`` package is imported
+    (Python then binds the name to the package)."""
+    import sr_edge
+    from sr_edge import train as from_import
+
+    assert "sr_edge.train" in sys.modules  # this module imported the package above
+    for i, fn in enumerate((sr_edge.train, from_import)):
+        result = fn(tiny_config(image_folder, tmp_path / f"r{i}", steps=2, val_every=1), progress=False)
+        assert result.step == 2 and Path(result.last).is_file()
