@@ -179,7 +179,7 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     description="3 convs in LR space + pixel shuffle",
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
-        3: "07908b692b16312f9a2194d6c6fecb1aa43b32f376a12b53a5126b0395816e39",
+        3: "f849881e4919e65455e591e2523faf1e04a3fda5efc26a165aeacd4650d45096",
         4: "9751dd4d2063b96e4fa452b29d0ccba3237ce5e611ee610b23690627268b71de",
     },
 )
