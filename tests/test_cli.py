@@ -128,6 +128,17 @@ def test_upscale_image_given_as_the_model_one_line(tmp_path: Path, photo: np.nda
     assert_one_line_error(run_cli("eval", src), "a.png", "not a model")
 
 
+def test_training_run_folder_given_as_the_model_one_line(tmp_path: Path, photo: np.ndarray) -> None:
+    """A run folder (what sr-edge train --out wrote) names the checkpoint to use instead."""
+    src = write_image(tmp_path / "a.png", photo)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.safetensors").write_bytes(b"")
+    for args in (["eval", run, "-s", "2"], ["upscale", run, src, "--out", tmp_path / "x.png"], ["export", run]):
+        assert_one_line_error(run_cli(*args), "a training run folder", str(run / "best.safetensors"))
+    assert not (tmp_path / "x.png").exists() and not Path("export/run").exists()
+
+
 def test_file_system_refusal_is_one_line(tmp_path: Path, photo: np.ndarray) -> None:
     src = write_image(tmp_path / "a.png", photo)
     # a folder asked for under an existing file: the OS refuses, the CLI says so in one line

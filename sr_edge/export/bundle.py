@@ -133,6 +133,23 @@ def _require(doc: Mapping[str, Any], key: str, where: Path) -> Any:
     return doc[key]
 
 
+RUN_CHECKPOINTS = ("best.safetensors", "last.safetensors")
+
+
+def check_not_training_run(path: str | os.PathLike[str]) -> None:
+    """One-line error where a training run folder is given in place of a model or bundle."""
+    folder = Path(path)
+    if not folder.is_dir() or (folder / MANIFEST).is_file():
+        return
+    for name in RUN_CHECKPOINTS:
+        if (folder / name).is_file():
+            ckpt = folder / name
+            raise SrEdgeError(
+                f"{folder}: a training run folder, not a model; use its checkpoint {ckpt} "
+                f"(sr-edge export {ckpt} makes a bundle of it)"
+            )
+
+
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw manifest of a bundle (format name and version checked, files not verified)."""
     folder = bundle_dir(path)
@@ -140,6 +157,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not folder.exists():
         raise SrEdgeError(f"{folder}: no such bundle folder")
     if not manifest_path.is_file():
+        check_not_training_run(folder)
         raise SrEdgeError(f"{folder}: not a bundle (no {MANIFEST}); create one with sr-edge export")
     try:
         doc = json.loads(manifest_path.read_text())

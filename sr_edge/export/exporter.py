@@ -54,6 +54,7 @@ from .bundle import (
     MODEL_FILE,
     OUTPUT_NAME,
     ColorMode,
+    check_not_training_run,
     metadata_props,
 )
 
@@ -164,6 +165,7 @@ def _resolve_source(source: Any, scale: int | None, model_name: str | None, colo
 
     from ..models import create_model, model_card
 
+    check_not_training_run(path)
     card = model_card(text)  # one-line error for an unknown name
     if scale is None:
         shipped = sorted(card.weights)
