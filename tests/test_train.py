@@ -212,6 +212,10 @@ def test_training_input_errors(image_folder: Path, tmp_path: Path) -> None:
         train(tiny_config(image_folder, tmp_path / "c", steps=2), progress=False)
     with pytest.raises(SrEdgeError, match="options differ"):
         train(tiny_config(image_folder, tmp_path / "c", steps=4, lr=5e-4), resume=True, progress=False)
+    last = (tmp_path / "c" / "last.safetensors").read_bytes()
+    with pytest.raises(SrEdgeError, match=r"at step 2, past --steps 1; pass --steps 2 or more"):
+        train(tiny_config(image_folder, tmp_path / "c", steps=1, val_every=1), resume=True, progress=False)
+    assert (tmp_path / "c" / "last.safetensors").read_bytes() == last
     with pytest.raises(SrEdgeError, match="nothing to resume"):
         train(tiny_config(image_folder, tmp_path / "d"), resume=True, progress=False)
     with pytest.raises(SrEdgeError, match="batch_size must be positive"):

@@ -245,6 +245,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             if gan is not None:
                 gan.load(ckpt.modules, ckpt.optimizers)
             start_step = int(ckpt.meta["step"])
+            if start_step > config.steps:
+                raise SrEdgeError(
+                    f"cannot resume {out}: it is at step {start_step}, past --steps {config.steps}; "
+                    f"pass --steps {start_step} or more (more extends the run)"
+                )
             best_val = ckpt.meta.get("best_val_psnr_y")
             init_info = ckpt.meta.get("init")  # a resumed fine-tune still says where it started
         elif config.init:
