@@ -7,10 +7,12 @@ Every verb is a function ``cmd_<verb>(args) -> int``; user errors raise
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import SrEdgeError, one_line
@@ -70,6 +72,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """As argparse, but an unknown option is reported by its verb, with the nearest option it has."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            verbs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+            parser = verbs.get(str(getattr(ns, "command", "")), self)
+            options = [s for action in parser._actions for s in action.option_strings]
+            unknown = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), None)
+            near = difflib.get_close_matches(unknown, options, n=1, cutoff=0.8) if unknown else []
+            hint = f"; did you mean {near[0]}?" if near else ""
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return ns
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:

@@ -90,6 +90,13 @@ def test_missing_dataset_and_model_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("eval", "no-such-model"), "unknown model")
 
 
+def test_unknown_option_names_its_verb_and_the_nearest_option() -> None:
+    assert_one_line_error(run_cli("eval", "bicubic", "--datset", "Set5"), "sr-edge eval:", "did you mean --dataset?")
+    proc = run_cli("bench", "--backends", "ort", "--dry-run")
+    assert_one_line_error(proc, "--backends ort", "did you mean --backend?", "see sr-edge bench --help")
+    assert_one_line_error(run_cli("models", "--zzz"), "unrecognized arguments: --zzz (see sr-edge models --help)")
+
+
 def test_upscale_keeps_alpha_and_refuses_to_overwrite(tmp_path: Path, photo: np.ndarray) -> None:
     rgba = np.concatenate([photo, np.full((*photo.shape[:2], 1), 200, np.uint8)], axis=-1)
     src = write_image(tmp_path / "in.png", rgba)
