@@ -90,6 +90,17 @@ def test_missing_dataset_and_model_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("eval", "no-such-model"), "unknown model")
 
 
+def test_wrong_data_root_is_an_error_not_a_fallback(tmp_path: Path) -> None:
+    """A mistyped --data-root used to fall through to ../shared (eval) or the samples (bench, export)."""
+    missing, a_file = tmp_path / "nope", tmp_path / "f.txt"
+    a_file.write_text("x")
+    for root, what in ((missing, "does not exist"), (a_file, "is a file, not a folder")):
+        assert_one_line_error(run_cli("eval", "bicubic", "-d", "Set5", "--data-root", root), f"data root {root} {what}")
+        proc = run_cli("bench", "--device", "ci-cpu", "--data-root", root, "--dry-run")
+        assert_one_line_error(proc, f"data root {root} {what}")
+    assert a_file.read_text() == "x"
+
+
 def test_unknown_option_names_its_verb_and_the_nearest_option() -> None:
     assert_one_line_error(run_cli("eval", "bicubic", "--datset", "Set5"), "sr-edge eval:", "did you mean --dataset?")
     proc = run_cli("bench", "--backends", "ort", "--dry-run")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.datasets import PROJECT_ROOT, Dataset, resolve_dataset
+from ..data.datasets import PROJECT_ROOT, Dataset, check_data_root, resolve_dataset
 from ..devices import PEERS, DeviceProfile, Resolution
 from ..errors import SrEdgeError, one_line
 from ..provenance import git_info, library_versions, machine_info, now_utc, write_json
@@ -85,6 +85,7 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bundles_dir", Path(self.bundles_dir))
+        check_data_root(self.data_root)  # a wrong root must not fall back to the samples in silence
         if self.peers is not None:
             bad = [p for p in self.peers if p not in PEERS]
             if bad:

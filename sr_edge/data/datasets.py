@@ -49,11 +49,23 @@ def shared_root() -> Path | None:
     return None
 
 
+def check_data_root(data_root: str | os.PathLike[str] | None) -> Path | None:
+    """``data_root`` as a folder, or a one-line error where it is not one (None passes)."""
+    if data_root is None:
+        return None
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise SrEdgeError(f"data root {root} {what}; --data-root names the folder that holds the dataset folders")
+    return root
+
+
 def search_path(data_root: str | os.PathLike[str] | None = None, split: str = "eval") -> list[Path]:
     """Folders searched for dataset names, in order (``split`` picks ``eval`` or ``train``)."""
     roots: list[Path] = []
-    if data_root is not None:
-        roots.append(Path(data_root))
+    root = check_data_root(data_root)
+    if root is not None:
+        roots.append(root)
     env = os.environ.get(DATA_ENV)
     if env:
         roots.extend(Path(p) for p in env.split(os.pathsep) if p)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import __version__
+from ..data.datasets import check_data_root
 from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError, one_line
 from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file, temp_beside
@@ -86,6 +87,7 @@ class ExportConfig:
             raise SrEdgeError(f"opset must be one of {', '.join(map(str, OPSETS))}, got {self.opset!r}")
         if self.exporter not in ("auto", "dynamo", "legacy"):
             raise SrEdgeError(f"exporter must be auto, dynamo or legacy, got {self.exporter!r}")
+        check_data_root(self.data_root)  # a wrong root must not fall back to the samples in silence
 
 
 @dataclass(frozen=True)
