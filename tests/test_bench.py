@@ -446,6 +446,17 @@ def test_settings_validation(lab: dict[str, Path]) -> None:
         plan(load_profile("ci-cpu"), settings(lab, backends=("coreml",)))
     with pytest.raises(SrEdgeError, match="nothing to measure on ci-cpu"):
         plan(load_profile("ci-cpu"), settings(lab, bundles_dir=lab["root"] / "no-bundles", peers=()))
+    with pytest.raises(SrEdgeError, match=r"data root .*no-such-root does not exist"):
+        BenchSettings(data_root=str(lab["root"] / "no-such-root"))
+    with pytest.raises(SrEdgeError, match="dataset 'NoSuchSet' not found"):  # named by the user: an error
+        plan(load_profile("ci-cpu"), settings(lab, datasets=(str(lab["data"]), "NoSuchSet")))
+    profile = load_profile("ci-cpu")
+    profile = dataclasses.replace(
+        profile, workload=dataclasses.replace(profile.workload, datasets=(str(lab["data"]), "NoSuchSet"))
+    )
+    p = plan(profile, settings(lab, datasets=None))  # the profile's: measured on what is there, the rest listed
+    assert [d.name for d in p.datasets] == ["tiny"] and p.datasets_missing == ("NoSuchSet",)
+    assert p.settings_json()["datasets_missing"] == ["NoSuchSet"]
     broken = lab["root"] / "broken"
     shutil.copytree(lab["bundles"], broken)
     (broken / "espcn" / "x2" / "model.onnx").write_bytes(b"tampered")

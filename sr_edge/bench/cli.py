@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         p = plan(profile, settings)
         rows = [[c.id, c.skip_reason() or _forecast(c)] for c in p.contenders]
         print(_table(["row", "plan"], rows))
-        datasets = ", ".join(d.name for d in p.datasets)
-        print(f"{len(rows)} rows on {profile.name}; quality on {datasets}", file=sys.stderr)
+        print(f"{len(rows)} rows on {profile.name}; {_quality_on(p.settings_json())}", file=sys.stderr)
         for err in p.bundle_errors:
             print(f"sr-edge: unreadable bundle {err}", file=sys.stderr)
         return 0
@@ -174,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"sr-edge: interrupted; finished rows are kept in {out}; continue with --resume", file=sys.stderr)
         return 130
     print(_summary(results, primary_resolution(results)))
-    print(f"results: {out}", file=sys.stderr)
+    print(f"results: {out}; {_quality_on(results.settings)}", file=sys.stderr)
     _warn_misfit(results, str(out), "its latencies do not stand for that device")
     if args.report is not None:
         files = write_report(results, args.report or None)
@@ -183,6 +183,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _warn_misfit(baseline, args.compare, "latency checks compare different hardware")
         return _print_checks(compare(results, baseline, args.tolerance, args.psnr_tolerance), args.tolerance)
     return 0
+
+
+def _quality_on(settings: Mapping[str, Any]) -> str:
+    """Which datasets the quality columns come from, and which of the profile's were not found."""
+    text = f"quality on {', '.join(settings.get('datasets', [])) or '-'}"
+    missing = settings.get("datasets_missing") or []
+    if missing:
+        text += f" ({', '.join(missing)} not found: pass --data-root or set SR_EDGE_DATA)"
+    return text
 
 
 def cmd_report(args: argparse.Namespace) -> int:

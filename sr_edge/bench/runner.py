@@ -148,12 +148,15 @@ class Plan:
         return {"device": device, **{k: settings[k] for k in keep}}
 
 
-def _datasets(names: Sequence[str], data_root: str | None) -> tuple[tuple[Dataset, ...], tuple[str, ...]]:
+def _datasets(names: Sequence[str], data_root: str | None, named: bool) -> tuple[tuple[Dataset, ...], tuple[str, ...]]:
+    """The datasets found; a profile's missing ones are listed, one the user ``named`` is an error."""
     found, missing = [], []
     for name in names:
         try:
             found.append(resolve_dataset(name, data_root))
         except SrEdgeError:
+            if named:
+                raise
             missing.append(name)
     if not found:  # the embedded default: sr-edge measures quality even with no dataset on disk
         found.append(resolve_dataset(None))
@@ -196,7 +199,7 @@ def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
     peers = tuple(rt.peers if s.peers is None else s.peers)
     threads = s.threads if s.threads is not None else rt.threads
     resolutions = tuple(s.resolutions or wl.resolutions)
-    datasets, missing = _datasets(s.datasets if s.datasets is not None else wl.datasets, s.data_root)
+    datasets, missing = _datasets(s.datasets or wl.datasets, s.data_root, named=s.datasets is not None)
     for name in backends:
         get_backend(name)  # one-line error for an unknown name
     for p in precisions:
