@@ -174,6 +174,11 @@ def test_bad_requests_are_one_line_errors(espcn_ckpt: Path, tmp_path: Path) -> N
         export_bundle(espcn_ckpt, tmp_path / "o", opset=16, measure=False)
     with pytest.raises(SrEdgeError, match="not x4"):
         export_bundle(espcn_ckpt, tmp_path / "o", scale=4, measure=False)
+    with pytest.raises(SrEdgeError, match="dataset 'NoSuchSet' not found"):  # before any export work
+        export_bundle(espcn_ckpt, tmp_path / "o", dataset="NoSuchSet")
+    with pytest.raises(SrEdgeError, match=r"data root .* does not exist"):
+        export_bundle(espcn_ckpt, tmp_path / "o", data_root=str(tmp_path / "nope"))
+    assert not (tmp_path / "o").exists()
     with pytest.raises(SrEdgeError, match="model_name"):
         export_bundle(_model("espcn"), tmp_path / "o", measure=False)
     with pytest.raises(SrEdgeError, match="unknown model"):

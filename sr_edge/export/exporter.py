@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import __version__
-from ..data.datasets import check_data_root
+from ..data.datasets import check_data_root, resolve_dataset
 from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError, one_line
 from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file, temp_beside
@@ -88,6 +88,8 @@ class ExportConfig:
         if self.exporter not in ("auto", "dynamo", "legacy"):
             raise SrEdgeError(f"exporter must be auto, dynamo or legacy, got {self.exporter!r}")
         check_data_root(self.data_root)  # a wrong root must not fall back to the samples in silence
+        if self.measure and self.dataset is not None:
+            resolve_dataset(self.dataset, self.data_root)  # a missing dataset fails before the export work
 
 
 @dataclass(frozen=True)
@@ -352,7 +354,6 @@ def graph_precision(model: onnx.ModelProto) -> Literal["fp32", "fp16", "int8"]:
 def _measure(model_bytes: bytes, src: _Source, config: ExportConfig, progress: bool) -> dict[str, Any] | None:
     """PSNR/SSIM of the exported graph (ONNX Runtime, CPU) on the configured dataset."""
     from ..backends.ort_backend import OrtOptions, ort_run_fn
-    from ..data.datasets import resolve_dataset
     from ..evaluate import evaluate
     from ..upscale import NetworkUpscaler
 
