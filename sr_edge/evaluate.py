@@ -8,6 +8,7 @@ Dataset means are plain means over images.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.datasets import Dataset
+from .data.datasets import Dataset, resolve_dataset
 from .data.io import read_image, split_alpha
 from .data.resize import imresize, modcrop
 from .errors import SrEdgeError
@@ -79,10 +80,21 @@ def iter_pairs(dataset: Dataset, scale: int) -> Iterator[tuple[str, np.ndarray, 
         yield path.stem, hr, lr
 
 
-def evaluate(upscaler: Upscaler, dataset: Dataset, rgb: bool = False, progress: bool = False) -> EvalResult:
-    """Measure ``upscaler`` on every image of ``dataset`` at the upscaler's scale."""
+def evaluate(
+    upscaler: Upscaler,
+    dataset: Dataset | str | os.PathLike[str] | None = None,
+    rgb: bool = False,
+    progress: bool = False,
+) -> EvalResult:
+    """Measure ``upscaler`` on every image of ``dataset`` at the upscaler's scale.
+
+    ``dataset``: a :class:`Dataset`, a name (``"Set5"``) or folder that
+    :func:`~sr_edge.data.resolve_dataset` finds, or None for the embedded samples.
+    """
     from tqdm import tqdm
 
+    if not isinstance(dataset, Dataset):
+        dataset = resolve_dataset(dataset)
     scale = upscaler.scale
     scores: list[ImageScore] = []
     pairs = iter_pairs(dataset, scale)

@@ -7,6 +7,7 @@ Specs: ``bicubic``; a registered model name with an optional weights tag
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ def check_not_an_image(spec: str) -> None:
 
 
 def create_upscaler(
-    spec: str, scale: int, backend: str | None = None, precision: str | None = None, device: str | None = None
+    spec: str | os.PathLike[str],
+    scale: int,
+    backend: str | None = None,
+    precision: str | None = None,
+    device: str | None = None,
 ) -> Upscaler:
     """Build the upscaler that ``spec`` names, for ``scale``.
 
@@ -74,6 +79,9 @@ def create_upscaler(
     fp32 and a torch device apply to them.
     """
     check_scale(scale)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise SrEdgeError(f"model spec must be a name or a path, got {type(spec).__name__}")
+    spec = os.fspath(spec)
     path = Path(spec)
     is_bundle = spec.lower() != BICUBIC and (path.is_dir() or path.name in ("manifest.json", "model.onnx"))
     if is_bundle:

@@ -47,6 +47,8 @@ class Upscaler(Protocol):
 
 
 def _check_lr(lr: np.ndarray) -> np.ndarray:
+    if not isinstance(lr, np.ndarray):
+        raise SrEdgeError(f"expected an image as a numpy array (H x W x C), got {type(lr).__name__}")
     if lr.ndim == 2:
         lr = lr[..., None]
     if lr.ndim != 3 or lr.shape[-1] not in (1, 3):

@@ -67,6 +67,17 @@ def test_evaluate_uses_the_upscaler_output(tmp_path: Path, photo: np.ndarray) ->
     assert worse.psnr_y < clean.psnr_y - 2
 
 
+def test_evaluate_takes_a_dataset_name_folder_or_none(tmp_path: Path, photo: np.ndarray) -> None:
+    write_image(tmp_path / "a.png", photo)
+    by_folder = evaluate(Bicubic(2), tmp_path)
+    assert by_folder.psnr_y == evaluate(Bicubic(2), resolve_dataset(tmp_path)).psnr_y
+    assert evaluate(Bicubic(4), None).dataset == "samples"
+    with pytest.raises(SrEdgeError, match="dataset 'NoSuchSet' not found"):
+        evaluate(Bicubic(2), "NoSuchSet")
+    with pytest.raises(SrEdgeError, match="numpy array"):
+        Bicubic(2)([[1, 2], [3, 4]])  # type: ignore[arg-type]
+
+
 def test_degrade_rejects_image_smaller_than_scale() -> None:
     with pytest.raises(SrEdgeError, match="smaller than the scale"):
         degrade(np.zeros((3, 2, 3), np.uint8), 4)
