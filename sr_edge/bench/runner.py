@@ -199,7 +199,8 @@ def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
     peers = tuple(rt.peers if s.peers is None else s.peers)
     threads = s.threads if s.threads is not None else rt.threads
     resolutions = tuple(s.resolutions or wl.resolutions)
-    datasets, missing = _datasets(s.datasets or wl.datasets, s.data_root, named=s.datasets is not None)
+    names = wl.datasets if s.datasets is None else s.datasets
+    datasets, missing = _datasets(names, s.data_root, named=s.datasets is not None)
     for name in backends:
         get_backend(name)  # one-line error for an unknown name
     for p in precisions:
