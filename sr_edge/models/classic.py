@@ -180,7 +180,7 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
         3: "f849881e4919e65455e591e2523faf1e04a3fda5efc26a165aeacd4650d45096",
-        4: "9751dd4d2063b96e4fa452b29d0ccba3237ce5e611ee610b23690627268b71de",
+        4: "caf1c25fc7ff6eb3cf36237ce89ce3e37d1c7f98bf35f0284e60c226ab4533ae",
     },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:
