@@ -180,7 +180,7 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
         3: "7b81e4dc519421e9ef680b9b37e4784e5983536421b35a90abcf1fa483e96384",
-        4: "caf1c25fc7ff6eb3cf36237ce89ce3e37d1c7f98bf35f0284e60c226ab4533ae",
+        4: "74f01ad0ccae8c46942fe49063ecf456c844fe9c7bfda6a67d09671288e29f8e",
     },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:
