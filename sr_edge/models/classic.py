@@ -179,7 +179,7 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     description="3 convs in LR space + pixel shuffle",
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
-        3: "7b81e4dc519421e9ef680b9b37e4784e5983536421b35a90abcf1fa483e96384",
+        3: "41665a51d112bbc77c27b11639b1f34a4c2abe76417fc6a84b84045af6382b5c",
         4: "74f01ad0ccae8c46942fe49063ecf456c844fe9c7bfda6a67d09671288e29f8e",
     },
 )
