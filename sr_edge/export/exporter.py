@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import __version__
-from ..data.datasets import check_data_root, resolve_dataset
+from ..data.datasets import Dataset, check_data_root, resolve_dataset
 from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError, one_line
 from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file, temp_beside
@@ -88,8 +88,6 @@ class ExportConfig:
         if self.exporter not in ("auto", "dynamo", "legacy"):
             raise SrEdgeError(f"exporter must be auto, dynamo or legacy, got {self.exporter!r}")
         check_data_root(self.data_root)  # a wrong root must not fall back to the samples in silence
-        if self.measure and self.dataset is not None:
-            resolve_dataset(self.dataset, self.data_root)  # a missing dataset fails before the export work
 
 
 @dataclass(frozen=True)
@@ -351,21 +349,26 @@ def graph_precision(model: onnx.ModelProto) -> Literal["fp32", "fp16", "int8"]:
     return "fp32"
 
 
-def _measure(model_bytes: bytes, src: _Source, config: ExportConfig, progress: bool) -> dict[str, Any] | None:
-    """PSNR/SSIM of the exported graph (ONNX Runtime, CPU) on the configured dataset."""
+def _measure_dataset(config: ExportConfig) -> Dataset | None:
+    """The dataset the exported graph is measured on (Set5 when found, else the samples), or None."""
+    if not config.measure:
+        return None
+    if config.dataset is not None:
+        return resolve_dataset(config.dataset, config.data_root)
+    try:
+        return resolve_dataset("Set5", config.data_root)
+    except SrEdgeError:
+        return resolve_dataset(None)
+
+
+def _measure(model_bytes: bytes, src: _Source, dataset: Dataset | None, progress: bool) -> dict[str, Any] | None:
+    """PSNR/SSIM of the exported graph (ONNX Runtime, CPU) on ``dataset`` (None: not measured)."""
     from ..backends.ort_backend import OrtOptions, ort_run_fn
     from ..evaluate import evaluate
     from ..upscale import NetworkUpscaler
 
-    if not config.measure:
+    if dataset is None:
         return None
-    if config.dataset is None:
-        try:
-            dataset = resolve_dataset("Set5", config.data_root)
-        except SrEdgeError:
-            dataset = resolve_dataset(None)
-    else:
-        dataset = resolve_dataset(config.dataset, config.data_root)
     run, _ = ort_run_fn(model_bytes, OrtOptions(), "cpu")
     upscaler = NetworkUpscaler(src.model, src.scale, src.color_mode, run)
     result = evaluate(upscaler, dataset, progress=progress)
@@ -452,6 +455,7 @@ def export_bundle(
     if target.exists() and not overwrite:
         raise SrEdgeError(f"{target} already exists; pass --overwrite to replace it")
     check_out_folder(target)
+    measure_on = _measure_dataset(config)  # a missing dataset fails before the export work
     _require_export_stack()
     import onnx
     import torch
@@ -465,7 +469,7 @@ def export_bundle(
         model, simplifier = _postprocess(raw, src.scale, src.channels, config.simplify)
         stats = _stats(net, src.channels, src.scale)
     bare_sha = graph_sha256(model)
-    metrics = _measure(model.SerializeToString(deterministic=True), src, config, progress)
+    metrics = _measure(model.SerializeToString(deterministic=True), src, measure_on, progress)
     git = git_info()
     manifest: dict[str, Any] = {
         "format": FORMAT,
