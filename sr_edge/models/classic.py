@@ -151,7 +151,7 @@ def srcnn(scale: int, **kw: int) -> SRCNN:
     paper="Dong et al., ECCV 2016 (d=56, s=12, m=4)",
     description="hourglass CNN in LR space, 9x9 transposed-conv upsampling",
     weights={
-        2: "bae0cce4d44aae5fd47ae6c733598f1b57d0a060ea9107190cd1c21e566e6229",
+        2: "85a0f8a1fb412eb301307016bda2d7d885a2cd5af3e7109253767e72a0135e09",
         3: "4c6d697e0dbcbe05791330f549aebf442b5afdda61558b166cc78135b24654fc",
         4: "d3a47f3467b35b1b53130a8b42aa6f16e189c1a32be54609fd0fdfa79b0f8a02",
     },
@@ -179,8 +179,8 @@ def fsrcnn_s(scale: int, **kw: int) -> FSRCNN:
     description="3 convs in LR space + pixel shuffle",
     weights={
         2: "c4d070351f3c75d3a2c6d22e42d655c146086cb5c839ae640ae2883c0d37d0d4",
-        3: "41665a51d112bbc77c27b11639b1f34a4c2abe76417fc6a84b84045af6382b5c",
-        4: "74f01ad0ccae8c46942fe49063ecf456c844fe9c7bfda6a67d09671288e29f8e",
+        3: "eb1e775caba2efe6edd35fb355e69439bc13513e1e11e910f8e78d6507f0dae7",
+        4: "89a18f32b4b9dadd1ae68986b9a3ebee9f51d05ece7cbdca400c4d3a2a247852",
     },
 )
 def espcn(scale: int, **kw: int) -> ESPCN:
