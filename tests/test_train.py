@@ -161,6 +161,50 @@ def test_two_process_ddp_matches_one_process(image_folder: Path, tmp_path: Path)
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 
 
+def _stop_and_resume_equals_one_run(folder: Path, tmp: Path, **kw: object) -> tuple[Path, Path]:
+    """A constant-LR run to step 8 against one that stops at 4 and resumes to 8 (same batches)."""
+
+    def cfg(out: str, **more: object) -> TrainConfig:
+        return tiny_config(folder, tmp / out, schedule="constant", model="fsrcnn", model_options=(), **kw, **more)
+
+    one = train(cfg("one"), progress=False)
+    train(cfg("cut", steps=4), progress=False)
+    cut = train(cfg("cut"), resume=True, progress=False)
+    assert one.step == cut.step == 8
+    a, b = weights(one.last), weights(cut.last)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    return one.last, cut.last
+
+
+def test_channels_last_run_resumes_exactly_and_trains_the_same_model(image_folder: Path, tmp_path: Path) -> None:
+    """``--channels-last`` (a CPU speed-up for FSRCNN): resumable bit for bit, same maths as contiguous."""
+    cl, _ = _stop_and_resume_equals_one_run(image_folder, tmp_path / "cl", channels_last=True)
+    plain = train(
+        tiny_config(image_folder, tmp_path / "plain", schedule="constant", model="fsrcnn", model_options=()),
+        progress=False,
+    )
+    a, b = weights(cl), weights(plain.last)
+    assert all(v.is_contiguous() for v in a.values())  # checkpoints are stored in the plain layout
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    meta = json.loads((tmp_path / "cl" / "one" / "last.json").read_text())
+    assert meta["train_config"]["channels_last"] is True
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_run_resumes_with_its_optimizer_state_on_the_gpu(
+    image_folder: Path, tmp_path: Path, channels_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU, a resumed run's Adam state must land on the GPU (it once stayed on the CPU)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    _stop_and_resume_equals_one_run(image_folder, tmp_path, device="cuda", channels_last=channels_last)
+
+
 def test_fine_tune_from_another_scale(image_folder: Path, tmp_path: Path) -> None:
     x2 = train(tiny_config(image_folder, tmp_path / "x2"), progress=False)
     x3 = train(tiny_config(image_folder, tmp_path / "x3", scale=3, patch_size=8, init=str(x2.last)), progress=False)

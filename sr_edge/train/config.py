@@ -64,6 +64,9 @@ class TrainConfig:
     init: str | None = None
     skip_small: bool = False
     data_root: str | None = None
+    # the generator's weights and batches in the channels_last memory format: the same maths in
+    # another summation order, so a run resumes only in the format it started in
+    channels_last: bool = False
     model_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     perceptual: PerceptualConfig | None = None
 

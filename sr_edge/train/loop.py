@@ -229,7 +229,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             raise SrEdgeError(f"nothing to resume: {last_path} does not exist")
 
         torch.manual_seed(config.seed)
-        model = create_model(config.model, config.scale, **config.options)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        # On the device before any state is loaded, so that the optimizer state a resumed run
+        # loads lands there too (Optimizer.load_state_dict moves it to its parameters' device).
+        model = create_model(config.model, config.scale, **config.options).to(device)
+        if config.channels_last:  # Module.to takes memory_format at run time; its type stubs omit it
+            model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
         gan = _GanParts(config, device) if config.perceptual is not None else None
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
         start_step, best_val = 0, None
@@ -254,7 +259,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             init_info = ckpt.meta.get("init")  # a resumed fine-tune still says where it started
         elif config.init:
             init_info = _init_from(model, config.init, config.model, config.scale)
-        model.to(device)
 
         files = training_files(config.data, config.data_root)
         train_files, val_files = split_validation(files, config.val_fraction)
@@ -333,8 +337,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 for group in optimizer.param_groups:
                     group["lr"] = lr_now
                 lr_np, hr_np = sampler.batch(config.seed, step, config.batch_size, dist.rank, dist.world)
-                lr_t = torch.from_numpy(lr_np).to(device)
-                hr_t = torch.from_numpy(hr_np).to(device)
+                lr_t = torch.from_numpy(lr_np).to(device).contiguous(memory_format=memory_format)
+                hr_t = torch.from_numpy(hr_np).to(device).contiguous(memory_format=memory_format)
                 if gan is None:
                     loss = loss_fn(net(lr_t), hr_t)
                     optimizer.zero_grad(set_to_none=True)
