@@ -16,7 +16,7 @@ from .backends import load_bundle, load_upscaler
 from .bench import BenchSettings, benchmark, compare, write_report
 from .data import imresize, modcrop, read_image, resolve_dataset, rgb_to_y, write_image
 from .devices import DeviceProfile, load_profile
-from .errors import MissingDependencyError, SrEdgeError
+from .errors import DatasetNotFoundError, MissingDependencyError, SrEdgeError
 from .evaluate import EvalResult, degrade, evaluate
 from .export import export_bundle
 from .metrics import psnr, ssim
@@ -53,6 +53,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BenchSettings",
     "Bicubic",
+    "DatasetNotFoundError",
     "DeviceProfile",
     "EvalResult",
     "MissingDependencyError",

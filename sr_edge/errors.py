@@ -12,6 +12,10 @@ class SrEdgeError(Exception):
     """A problem with the user's input or environment, explained in one line."""
 
 
+class DatasetNotFoundError(SrEdgeError):
+    """No dataset of that name or path exists; a found dataset that is broken is a plain SrEdgeError."""
+
+
 class MissingDependencyError(SrEdgeError):
     """An optional dependency is not installed; the message names the pip extra."""
 

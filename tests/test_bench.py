@@ -457,6 +457,10 @@ def test_settings_validation(lab: dict[str, Path]) -> None:
     p = plan(profile, settings(lab, datasets=None))  # the profile's: measured on what is there, the rest listed
     assert [d.name for d in p.datasets] == ["tiny"] and p.datasets_missing == ("NoSuchSet",)
     assert p.settings_json()["datasets_missing"] == ["NoSuchSet"]
+    (lab["root"] / "EmptySet").mkdir()  # a profile's dataset found but empty is an error, not "missing"
+    empty = dataclasses.replace(profile.workload, datasets=(str(lab["data"]), str(lab["root"] / "EmptySet")))
+    with pytest.raises(SrEdgeError, match="EmptySet holds no images"):
+        plan(dataclasses.replace(profile, workload=empty), settings(lab, datasets=None))
     broken = lab["root"] / "broken"
     shutil.copytree(lab["bundles"], broken)
     (broken / "espcn" / "x2" / "model.onnx").write_bytes(b"tampered")

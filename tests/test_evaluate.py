@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sr_edge.data import resolve_dataset, write_image
-from sr_edge.errors import SrEdgeError
+from sr_edge.errors import DatasetNotFoundError, SrEdgeError
 from sr_edge.evaluate import degrade, evaluate
 from sr_edge.upscale import Bicubic, NetworkUpscaler
 
@@ -72,8 +72,14 @@ def test_evaluate_takes_a_dataset_name_folder_or_none(tmp_path: Path, photo: np.
     by_folder = evaluate(Bicubic(2), tmp_path)
     assert by_folder.psnr_y == evaluate(Bicubic(2), resolve_dataset(tmp_path)).psnr_y
     assert evaluate(Bicubic(4), None).dataset == "samples"
-    with pytest.raises(SrEdgeError, match="dataset 'NoSuchSet' not found"):
+    with pytest.raises(DatasetNotFoundError, match="dataset 'NoSuchSet' not found"):
         evaluate(Bicubic(2), "NoSuchSet")
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        evaluate(Bicubic(2), str(tmp_path / "no" / "such"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SrEdgeError, match="holds no images") as found_but_empty:
+        evaluate(Bicubic(2), str(tmp_path / "empty"))
+    assert not isinstance(found_but_empty.value, DatasetNotFoundError)
     with pytest.raises(SrEdgeError, match="numpy array"):
         Bicubic(2)([[1, 2], [3, 4]])  # type: ignore[arg-type]
 

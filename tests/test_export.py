@@ -178,6 +178,9 @@ def test_bad_requests_are_one_line_errors(espcn_ckpt: Path, tmp_path: Path) -> N
         export_bundle(espcn_ckpt, tmp_path / "o", dataset="NoSuchSet")
     with pytest.raises(SrEdgeError, match=r"data root .* does not exist"):
         export_bundle(espcn_ckpt, tmp_path / "o", data_root=str(tmp_path / "nope"))
+    (tmp_path / "root" / "Set5").mkdir(parents=True)  # found but empty: an error, not the samples' fallback
+    with pytest.raises(SrEdgeError, match=r"Set5 holds no images"):
+        export_bundle(espcn_ckpt, tmp_path / "o", data_root=str(tmp_path / "root"))
     assert not (tmp_path / "o").exists()
     with pytest.raises(SrEdgeError, match="model_name"):
         export_bundle(_model("espcn"), tmp_path / "o", measure=False)

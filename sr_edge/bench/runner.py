@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.datasets import PROJECT_ROOT, Dataset, check_data_root, resolve_dataset
 from ..devices import PEERS, DeviceProfile, Resolution
-from ..errors import SrEdgeError, one_line
+from ..errors import DatasetNotFoundError, SrEdgeError, one_line
 from ..provenance import git_info, library_versions, machine_info, now_utc, write_json
 from . import heap
 from .contenders import (
@@ -154,7 +154,7 @@ def _datasets(names: Sequence[str], data_root: str | None, named: bool) -> tuple
     for name in names:
         try:
             found.append(resolve_dataset(name, data_root))
-        except SrEdgeError:
+        except DatasetNotFoundError:  # one found but broken (no images) is an error either way
             if named:
                 raise
             missing.append(name)

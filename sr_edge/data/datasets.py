@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SrEdgeError
+from ..errors import DatasetNotFoundError, SrEdgeError
 from .io import IMAGE_SUFFIXES
 
 DATA_ENV = "SR_EDGE_DATA"
@@ -117,7 +117,7 @@ def resolve_dataset(
     if direct.is_dir():
         candidates.append(direct)
     elif os.sep in text or (os.altsep and os.altsep in text):
-        raise SrEdgeError(f"dataset folder {text} does not exist")
+        raise DatasetNotFoundError(f"dataset folder {text} does not exist")
     roots = search_path(data_root, split)
     for root in roots:
         if not root.is_dir():
@@ -127,7 +127,7 @@ def resolve_dataset(
                 candidates.append(child)
     if not candidates:
         where = ", ".join(str(r) for r in roots) or "(no search path: pass --data-root or set SR_EDGE_DATA)"
-        raise SrEdgeError(f"dataset {text!r} not found in {where}; pass --data-root or a folder path")
+        raise DatasetNotFoundError(f"dataset {text!r} not found in {where}; pass --data-root or a folder path")
     folder = candidates[0]
     files = list_images(folder)
     if not files:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import __version__
 from ..data.datasets import Dataset, check_data_root, resolve_dataset
 from ..data.io import check_out_folder
-from ..errors import MissingDependencyError, SrEdgeError, one_line
+from ..errors import DatasetNotFoundError, MissingDependencyError, SrEdgeError, one_line
 from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file, temp_beside
 from .bundle import (
     FORMAT,
@@ -357,7 +357,7 @@ def _measure_dataset(config: ExportConfig) -> Dataset | None:
         return resolve_dataset(config.dataset, config.data_root)
     try:
         return resolve_dataset("Set5", config.data_root)
-    except SrEdgeError:
+    except DatasetNotFoundError:  # a Set5 folder with no images is an error, not a fallback
         return resolve_dataset(None)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, training_stage
 from ..data.datasets import resolve_dataset
-from ..errors import SrEdgeError
+from ..errors import DatasetNotFoundError
 from ..evaluate import evaluate
 from ..models import model_card, model_stats
 from ..models.registry import WEIGHTS_DIR
@@ -35,7 +35,7 @@ def measure(model: Any, name: str, color_mode: str) -> dict[str, dict[str, float
     for ds_name in CARD_DATASETS:
         try:
             ds = resolve_dataset(None if ds_name == "samples" else ds_name)
-        except SrEdgeError:
+        except DatasetNotFoundError:
             continue
         r = evaluate(torch_upscaler(model, name, color_mode), ds)
         table[ds_name] = {"psnr_y": round(r.psnr_y, 4), "ssim_y": round(r.ssim_y, 5)}
