@@ -221,6 +221,36 @@ def test_interrupted_run_keeps_rows_and_resumes(lab: dict[str, Path], tmp_path: 
         assert full.row(kept.id) == kept
 
 
+def test_ctrl_c_a_runtime_swallows_still_ends_the_run(
+    lab: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGINT that a runtime turns into its own error mid-row ends the run; that row is not kept."""
+    import os
+    import signal
+
+    import sr_edge.bench.runner as runner
+
+    real, calls = runner.run_row, []
+
+    def swallowing(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the second row: Ctrl-C lands inside a runtime that eats it
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                signal.sigtimedwait([], 0.2)  # let the handler run here, inside the "runtime"
+            except BaseException:
+                pass  # what ORT's Fail or an ImportError does to a KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(runner, "run_row", swallowing)
+    out = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        benchmark(load_profile("ci-cpu"), settings(lab, backends=("ort",)), out=out)
+    partial = load_results(out)
+    assert len(calls) == 2 and len(partial.rows) == 1 and not partial.header["complete"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone
+
+
 def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> None:
     """A real SIGINT to ``sr-edge bench``: exit 130, finished rows on disk, --resume completes."""
     import os

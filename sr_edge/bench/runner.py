@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -574,6 +576,31 @@ def device_fit(profile: DeviceProfile) -> dict[str, Any] | None:
     return {"matches": found.matches, "reasons": list(found.reasons)}
 
 
+@contextlib.contextmanager
+def _ctrl_c_seen() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C as usual (``KeyboardInterrupt``), also remembered.
+
+    A runtime that is inside its own code when the signal lands can turn the
+    ``KeyboardInterrupt`` into its own exception (ONNX Runtime's ``Fail``, an ImportError),
+    which a row then records as failed or skipped. The runner asks this flag after every
+    row, so such a Ctrl-C still ends the run, and that row is not kept.
+    """
+    hits: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # signal handlers belong to the main thread; nothing to add
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        hits.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hits)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def benchmark(
     profile: DeviceProfile,
     settings: BenchSettings | None = None,
@@ -641,7 +668,7 @@ def benchmark(
 
     save(complete=False)  # the file exists (with no rows yet) from the start of the run
     _import_runtimes(plan_, kept)
-    with heap.steady_heap(plan_.settings.heap) as applied:
+    with _ctrl_c_seen() as interrupted, heap.steady_heap(plan_.settings.heap) as applied:
         if plan_.settings.heap == "steady" and not applied:  # record what runs, not what was asked
             header["settings"]["heap"] = heap.describe("steady", applied)  # the fingerprint keeps the request
         bar = tqdm(plan_.contenders, desc="bench", unit="row", disable=None if progress else True, leave=False)
@@ -650,6 +677,8 @@ def benchmark(
             row = kept.get(c.id)
             if row is None:
                 row = run_row(c, plan_, crop_ctx)
+            if interrupted():
+                raise KeyboardInterrupt  # swallowed by a runtime mid-row: that row is not kept
             rows.append(row)
             save(complete=False)
             if on_row is not None:
@@ -659,7 +688,10 @@ def benchmark(
             todo = [i for i, r in enumerate(rows) if r.ok and _rounds_done(r) < round_no]
             desc = f"latency round {round_no}/{plan_.settings.latency.rounds}"
             for i in tqdm(todo, desc=desc, unit="row", disable=None if progress else True, leave=False):
-                rows[i] = _another_round(rows[i], by_id[rows[i].id], plan_)
+                again = _another_round(rows[i], by_id[rows[i].id], plan_)
+                if interrupted():
+                    raise KeyboardInterrupt
+                rows[i] = again
                 save(complete=False)
     save(complete=True)
     return Results({**header, "complete": True}, tuple(rows), out_path)
