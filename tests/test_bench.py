@@ -244,11 +244,15 @@ def test_ctrl_c_a_runtime_swallows_still_ends_the_run(
 
     monkeypatch.setattr(runner, "run_row", swallowing)
     out = tmp_path / "r.json"
-    with pytest.raises(KeyboardInterrupt):
-        benchmark(load_profile("ci-cpu"), settings(lab, backends=("ort",)), out=out)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not under nohup)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            benchmark(load_profile("ci-cpu"), settings(lab, backends=("ort",)), out=out)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     partial = load_results(out)
     assert len(calls) == 2 and len(partial.rows) == 1 and not partial.header["complete"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone
 
 
 def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> None:

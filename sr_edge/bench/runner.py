@@ -586,8 +586,11 @@ def _ctrl_c_seen() -> Iterator[Callable[[], bool]]:
     row, so such a Ctrl-C still ends the run, and that row is not kept.
     """
     hits: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False  # signal handlers belong to the main thread; nothing to add
+    if (
+        threading.current_thread() is not threading.main_thread()  # handlers belong to the main thread
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # ignored (nohup) or the caller's own
+    ):
+        yield lambda: False
         return
 
     def handler(signum: int, frame: Any) -> None:
