@@ -273,8 +273,15 @@ def test_ctrl_c_keeps_finished_rows(lab: dict[str, Path], tmp_path: Path) -> Non
     # faulthandler: a child that hangs is sent SIGABRT and its stderr then holds every
     # thread's Python stack, so a hang fails with where it hung, not just a timeout
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    # the child gets Ctrl-C as from a terminal even where this run ignores it (nohup, a background job):
+    # an ignored SIGINT is inherited, and the bench then rightly runs on to the end
     proc = subprocess.Popen(
-        [*args, *slow, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [*args, *slow, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
     def stacks(what: str) -> str:
