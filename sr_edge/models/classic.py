@@ -151,7 +151,7 @@ def srcnn(scale: int, **kw: int) -> SRCNN:
     paper="Dong et al., ECCV 2016 (d=56, s=12, m=4)",
     description="hourglass CNN in LR space, 9x9 transposed-conv upsampling",
     weights={
-        2: "fc4bb31e32e4e53aea480fabf1c0a854405778267fd94dbfcb44ea392d0e2f1a",
+        2: "082cbf94be1b60a352352a467d2367a0219af09f89d39f1b124edb8a5cd9449b",
         3: "4c6d697e0dbcbe05791330f549aebf442b5afdda61558b166cc78135b24654fc",
         4: "d3a47f3467b35b1b53130a8b42aa6f16e189c1a32be54609fd0fdfa79b0f8a02",
     },
