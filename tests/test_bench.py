@@ -239,7 +239,7 @@ def test_ctrl_c_a_runtime_swallows_still_ends_the_run(
                 os.kill(os.getpid(), signal.SIGINT)
                 signal.sigtimedwait([], 0.2)  # let the handler run here, inside the "runtime"
             except BaseException:
-                pass  # what ORT's Fail or an ImportError does to a KeyboardInterrupt
+                pass  # a runtime turning the KeyboardInterrupt into its own error
         return real(*args, **kw)
 
     monkeypatch.setattr(runner, "run_row", swallowing)

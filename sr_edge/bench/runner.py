@@ -580,10 +580,11 @@ def device_fit(profile: DeviceProfile) -> dict[str, Any] | None:
 def _ctrl_c_seen() -> Iterator[Callable[[], bool]]:
     """Ctrl-C as usual (``KeyboardInterrupt``), also remembered.
 
-    A runtime that is inside its own code when the signal lands can turn the
-    ``KeyboardInterrupt`` into its own exception (ONNX Runtime's ``Fail``, an ImportError),
-    which a row then records as failed or skipped. The runner asks this flag after every
-    row, so such a Ctrl-C still ends the run, and that row is not kept.
+    A guard: a runtime that is inside its own code when the signal lands could turn the
+    ``KeyboardInterrupt`` into its own exception (an ImportError, as onnxruntime's imports
+    did, which is why runtimes are imported up front; never seen at session build or run
+    time), which a row would then record as failed or skipped. The runner asks this flag
+    after every row, so such a Ctrl-C would still end the run, and that row is not kept.
     """
     hits: list[int] = []
     if (
