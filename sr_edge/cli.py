@@ -15,29 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cliutil import format_table, scale_arg
 from .errors import SrEdgeError, one_line
 
 EXIT_USER_ERROR = 2
-
-
-def _scale(text: str) -> int:
-    from .upscale import check_scale
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scale must be an integer, got {text!r}") from None
-    try:
-        return check_scale(value)
-    except SrEdgeError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -63,7 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         + ([f"{r.psnr_rgb:.2f}"] if args.rgb and r.psnr_rgb is not None else [])
         for r in results
     ]
-    print(_format_table(headers, rows))
+    print(format_table(headers, rows))
     return 0
 
 
@@ -237,7 +218,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload, indent=2))
     else:
-        print(_format_table(headers, rows))
+        print(format_table(headers, rows))
     return 0
 
 
@@ -258,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset", "-d", action="extend", nargs="+", help="Set5, Set14, B100, ... or a folder (default: samples)"
     )
-    p.add_argument("--scale", "-s", action="extend", nargs="+", type=_scale, help="2, 3 or 4 (default 2)")
+    p.add_argument("--scale", "-s", action="extend", nargs="+", type=scale_arg, help="2, 3 or 4 (default 2)")
     p.add_argument("--data-root", help="folder holding dataset folders (searched first)")
     p.add_argument("--rgb", action="store_true", help="also report PSNR over RGB")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -269,14 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="bicubic, a model name[:tag], a checkpoint or a bundle folder")
     p.add_argument("inputs", nargs="+", help="image files (PNG, JPEG, BMP, TIFF; 8 or 16 bit; alpha kept)")
     p.add_argument("--out", "-o", required=True, help="output file, or a folder for several inputs")
-    p.add_argument("--scale", "-s", type=_scale, default=2, help="2, 3 or 4 (default 2)")
+    p.add_argument("--scale", "-s", type=scale_arg, default=2, help="2, 3 or 4 (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _add_backend_arguments(p)
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("train", help="train a zoo model on folders of HR images")
     p.add_argument("model", help="registered model name (see sr-edge models)")
-    p.add_argument("--scale", "-s", type=_scale, required=True)
+    p.add_argument("--scale", "-s", type=scale_arg, required=True)
     p.add_argument(
         "--data", nargs="+", default=["T91", "BSD200"], help="HR image folders or names (default: T91 BSD200)"
     )
@@ -317,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="the model zoo: params, MACs, shipped weights and their measured quality")
     p.add_argument("names", nargs="*", help="models to list (default: all)")
-    p.add_argument("--scale", "-s", action="extend", nargs="+", type=_scale, help="scales (default 2 3 4)")
+    p.add_argument("--scale", "-s", action="extend", nargs="+", type=scale_arg, help="scales (default 2 3 4)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 

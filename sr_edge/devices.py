@@ -52,22 +52,20 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from .errors import SrEdgeError, one_line
-from .upscale import SCALES
+from .paths import devices_dir
+from .types import PRECISIONS, SCALES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 needs the backport
     import tomli as tomllib
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEVICES_DIR = PROJECT_ROOT / "devices"
+DEVICES_DIR = devices_dir()
 DEVICES_ENV = "SR_EDGE_DEVICES"
 
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 # Deployment runtimes a profile may name (sr_edge.backends implements them) and the peers
 # the benchmark measures beside them. Kept here as names only: loading a profile must not
 # import any runtime.

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from .paths import PROJECT_ROOT
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -14,7 +14,7 @@ where the machine has them); at x4 it costs as much as a small network.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,18 +22,12 @@ from .data.color import rgb_to_ycbcr, ycbcr_planes_to_image
 from .data.resize import imresize, resize_planes_fast
 from .data.threads import default_workers
 from .errors import SrEdgeError
+from .types import SCALES, ColorMode, check_scale
 
-SCALES = (2, 3, 4)
-ColorMode = Literal["rgb", "y"]
+__all__ = ["SCALES", "Bicubic", "ColorMode", "NetworkUpscaler", "Upscaler", "check_scale", "upscale_image"]
 TensorFn = Callable[[np.ndarray], np.ndarray]
 _PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
-
-def check_scale(scale: int) -> int:
-    """Validate an upscaling factor (one-line error for anything but 2, 3 or 4)."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or int(scale) not in SCALES:
-        raise SrEdgeError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
-    return int(scale)
 
 
 @runtime_checkable

@@ -37,8 +37,9 @@ running it on ort, openvino or tensorrt never imports torch.
 
 from __future__ import annotations
 
+from ..types import PRECISIONS, Precision
 from .api import BACKENDS, DEFAULT_BACKEND, available_backends, get_backend, list_backends, load_bundle, load_upscaler
-from .base import PRECISIONS, Backend, InputSpec, Precision, Session, ShapeRange, parse_shape
+from .base import Backend, InputSpec, Session, ShapeRange, parse_shape
 from .openvino_backend import OpenVinoOptions
 from .ort_backend import OrtOptions
 from .tensorrt_backend import TensorRTOptions

@@ -7,7 +7,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError, SrEdgeError
-from .base import PRECISIONS, Backend, Precision, Session
+from ..types import PRECISIONS, Precision
+from .base import Backend, Session
 from .openvino_backend import OpenVinoBackend
 from .ort_backend import OrtBackend
 from .tensorrt_backend import TensorRTBackend

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
 from ..errors import SrEdgeError
+from ..types import Precision
 
 if TYPE_CHECKING:
     from ..export.bundle import Bundle
     from ..upscale import NetworkUpscaler
 
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "bf16", "int8")
 Shape3 = tuple[int, int, int]  # (batch, height, width): the dynamic dimensions of an NCHW input
 
 

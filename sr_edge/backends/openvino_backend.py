@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from ..errors import MissingDependencyError, SrEdgeError, one_line
-from .base import Precision, Session, Shape3, ShapeRange, _shape3, bundle_spec, precision_matches_bundle
+from ..types import Precision
+from .base import Session, Shape3, ShapeRange, _shape3, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
     from ..export.bundle import Bundle

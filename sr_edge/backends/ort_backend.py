@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from ..errors import SrEdgeError, one_line
-from .base import Precision, Session, bundle_spec, precision_matches_bundle
+from ..types import Precision
+from .base import Session, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
     from ..export.bundle import Bundle

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..errors import MissingDependencyError, SrEdgeError, one_line
-from .base import Precision, Session, ShapeRange, bundle_spec, precision_matches_bundle
+from ..types import Precision
+from .base import Session, ShapeRange, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
     from ..export.bundle import Bundle

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import MissingDependencyError, SrEdgeError
 from ..provenance import sha256_file
-from .base import Precision, Session, bundle_spec, precision_matches_bundle
+from ..types import Precision
+from .base import Session, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
     from ..export.bundle import Bundle

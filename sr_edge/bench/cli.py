@@ -20,9 +20,9 @@ EXIT_REGRESSION = 1
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    from ..cli import _format_table
+    from ..cliutil import format_table
 
-    return _format_table(headers, rows)
+    return format_table(headers, rows)
 
 
 def _g(v: float | None) -> str:
@@ -231,7 +231,7 @@ def _add_compare_options(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``devices``, ``bench``, ``report`` and ``compare``."""
-    from ..cli import _scale
+    from ..cliutil import scale_arg
 
     p = sub.add_parser("devices", help="device profiles (devices/*.toml); --detect: which one fits this machine")
     p.add_argument("names", nargs="*", help="profiles to show (default: all)")
@@ -251,7 +251,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", "-d", nargs="+", help="quality datasets (default: the profile's)")
     p.add_argument("--data-root", help="folder holding dataset folders")
     p.add_argument("--resolution", nargs="+", metavar="WxH", help="LR input sizes (default: the profile's)")
-    p.add_argument("--scale", "-s", nargs="+", type=_scale, help="scales (default: the profile's)")
+    p.add_argument("--scale", "-s", nargs="+", type=scale_arg, help="scales (default: the profile's)")
     p.add_argument("--backend", nargs="+", help="backends (default: the profile's)")
     p.add_argument("--precision", nargs="+", help="precisions (default: the profile's)")
     p.add_argument("--peers", nargs="+", choices=["bicubic", "torch", "opencv"], help="peers (default: the profile's)")

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data.datasets import PROJECT_ROOT, Dataset, check_data_root, resolve_dataset
+from ..data.datasets import Dataset, check_data_root, resolve_dataset
 from ..devices import PEERS, DeviceProfile, Resolution
 from ..errors import DatasetNotFoundError, SrEdgeError, one_line
+from ..paths import bundles_dir, shared_dir
 from ..provenance import git_info, library_versions, machine_info, now_utc, write_json
 from . import heap
 from .contenders import (
@@ -47,9 +48,9 @@ from .memory import MemoryProbe, MemoryStats
 from .results import SCHEMA, SCHEMA_VERSION, Quality, Results, Row, Timing, load_results
 from .timing import LatencyPlan, measure_latency
 
-DEFAULT_BUNDLES = PROJECT_ROOT / "export"
+DEFAULT_BUNDLES = bundles_dir()
 OPENCV_ENV = "SR_EDGE_OPENCV_MODELS"
-DEFAULT_OPENCV_DIR = PROJECT_ROOT.parent / "shared" / "peers" / "opencv_dnn_superres"
+DEFAULT_OPENCV_DIR = shared_dir() / "peers" / "opencv_dnn_superres"
 _LIBRARIES = (
     "sr-edge",
     "numpy",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetNotFoundError, SrEdgeError
+from ..paths import PROJECT_ROOT
 from .io import IMAGE_SUFFIXES
 
 DATA_ENV = "SR_EDGE_DATA"
@@ -25,7 +26,6 @@ DEFAULT_DATASET = "samples"
 SAMPLE_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
 _ALIASES = {"bsd100": "B100", "bsds100": "B100"}
 _HR_SUBFOLDERS = ("HR", "DIV2K_valid_HR", "DIV2K_train_HR")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from ..errors import SrEdgeError, one_line
 from ..provenance import sha256_file
+from ..types import ColorMode
 
 FORMAT = "sr-edge-bundle"
 FORMAT_VERSION = 1
@@ -39,7 +40,6 @@ OUTPUT_NAME = "sr"
 METADATA_PREFIX = "sr_edge."
 
 BundlePrecision = Literal["fp32", "fp16", "int8"]
-ColorMode = Literal["rgb", "y"]
 
 
 @dataclass(frozen=True)

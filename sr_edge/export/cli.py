@@ -44,11 +44,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register ``export`` on the ``sr-edge`` subparsers."""
-    from ..cli import _scale
+    from ..cliutil import scale_arg
 
     p = sub.add_parser("export", help="export a checkpoint or shipped model to a deployable bundle (ONNX + manifest)")
     p.add_argument("source", help="checkpoint (.safetensors) or registered model name (its shipped weights)")
-    p.add_argument("--scale", "-s", type=_scale, help="2, 3 or 4 (a checkpoint knows its own)")
+    p.add_argument("--scale", "-s", type=scale_arg, help="2, 3 or 4 (a checkpoint knows its own)")
     p.add_argument("--out", "-o", help="bundle folder (default export/<model>/x<scale>)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, 17-20 (default 18)")
     p.add_argument("--exporter", choices=["auto", "dynamo", "legacy"], default="auto", help="torch ONNX exporter")

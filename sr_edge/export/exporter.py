@@ -122,7 +122,7 @@ def _resolve_source(source: Any, scale: int | None, model_name: str | None, colo
     """(deployment module, identity, provenance record) for any kind of source."""
     import torch
 
-    from ..upscale import check_scale
+    from ..types import check_scale
 
     if isinstance(source, torch.nn.Module):
         name = model_name or getattr(source, "sr_edge_name", None)

@@ -13,16 +13,14 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import SrEdgeError
-from ..upscale import SCALES, check_scale
-
-ColorMode = Literal["rgb", "y"]
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+from ..paths import WEIGHTS_DIR
+from ..types import SCALES, ColorMode, check_scale
 
 
 class SRModel(nn.Module):

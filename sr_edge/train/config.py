@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import SrEdgeError
-from ..upscale import check_scale
+from ..types import check_scale
 
 Loss = Literal["l1", "l2", "charbonnier"]
 Schedule = Literal["cosine", "step", "constant"]
