@@ -8,8 +8,6 @@ need the ``train`` extra.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
 
 from .backends import load_bundle, load_upscaler
@@ -22,6 +20,7 @@ from .export import export_bundle
 from .metrics import psnr, ssim
 from .resolve import create_upscaler
 from .upscale import Bicubic, NetworkUpscaler, Upscaler, upscale_image
+from .version import __version__
 
 if TYPE_CHECKING:
     from .models import create_model, list_models

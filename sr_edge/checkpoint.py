@@ -146,18 +146,6 @@ def load_checkpoint(path: str | os.PathLike[str], with_training_state: bool = Fa
     )
 
 
-def model_from_checkpoint(path: str | os.PathLike[str], scale: int | None = None) -> tuple[Any, Checkpoint]:
-    """Build the checkpoint's model with its weights; ``scale`` must match when given."""
-    from .models import create_model, load_state
-
-    ckpt = load_checkpoint(path)
-    if scale is not None and scale != ckpt.scale:
-        raise SrEdgeError(f"{ckpt.path}: weights are for x{ckpt.scale}, not x{scale}; pass --scale {ckpt.scale}")
-    model = create_model(ckpt.model, ckpt.scale, **ckpt.overrides)
-    load_state(model, ckpt.state_dict, str(ckpt.path))
-    return model, ckpt
-
-
 def training_stage(meta: dict[str, Any]) -> dict[str, Any]:
     """One training run as its checkpoint metadata tells it: where it started (``init``,
     which holds the parent's own stage for runs that recorded it), steps, time, device."""

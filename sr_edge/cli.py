@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .cliutil import format_table, scale_arg
 from .errors import SrEdgeError, one_line
+from .version import __version__
 
 EXIT_USER_ERROR = 2
 

@@ -2,7 +2,8 @@
 
 Specs: ``bicubic``; a registered model name with an optional weights tag
 (``espcn``, ``ecbsr-m4c16``); a checkpoint file (``.safetensors``); an exported bundle folder
-(or its ``manifest.json``). Bicubic and bundles never import torch.
+(or its ``manifest.json``); :mod:`sr_edge.source` classifies them. Bicubic and bundles never
+import torch, and nor does a zoo name on a machine without torch: it runs its shipped bundle.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .data.io import IMAGE_SUFFIXES
-from .errors import MissingDependencyError, SrEdgeError
+from .errors import SrEdgeError
+from .source import resolve_model, shipped_bundle, torch_available, torch_model
 from .upscale import Bicubic, NetworkUpscaler, Upscaler, check_scale
-
-BICUBIC = "bicubic"
 
 
 def torch_upscaler(model: Any, name: str, color_mode: str, device: str = "cpu") -> NetworkUpscaler:
@@ -32,19 +31,12 @@ def torch_upscaler(model: Any, name: str, color_mode: str, device: str = "cpu") 
     return NetworkUpscaler(name, model.scale, color_mode, run)  # type: ignore[arg-type]
 
 
-def _require_torch(what: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        raise MissingDependencyError(what, "train", "torch")
-
-
 def _bundle_upscaler(
     path: Path, scale: int, backend: str | None, precision: str | None, device: str | None
 ) -> Upscaler:
     """A bundle on a backend (default ort); its scale must be the one asked for."""
     from .backends import DEFAULT_BACKEND, load_bundle
-    from .export.bundle import read_manifest
+    from .bundle import read_manifest
 
     bundle_scale = read_manifest(path).get("scale")
     if bundle_scale != scale:
@@ -57,12 +49,7 @@ def _bundle_upscaler(
 
 def check_not_an_image(spec: str) -> None:
     """One-line error where a model argument names an image file (arguments in the wrong order)."""
-    path = Path(spec)
-    if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-        raise SrEdgeError(
-            f"{spec}: an image file, not a model; the model argument comes first "
-            "(a zoo name such as fsrcnn, a .safetensors checkpoint or a bundle folder)"
-        )
+    resolve_model(spec)
 
 
 def create_upscaler(
@@ -75,40 +62,32 @@ def create_upscaler(
     """Build the upscaler that ``spec`` names, for ``scale``.
 
     ``backend``/``precision``/``device`` choose how an exported bundle runs (default: ort,
-    the bundle's precision, cpu). Other specs run in PyTorch: only ``backend='torch'``,
-    fp32 and a torch device apply to them.
+    the bundle's precision, cpu). A zoo name with a runtime backend, or on an install
+    without torch, runs its shipped bundle. Other specs run in PyTorch: only
+    ``backend='torch'``, fp32 and a torch device apply to them.
     """
     check_scale(scale)
-    if not isinstance(spec, (str, os.PathLike)):
-        raise SrEdgeError(f"model spec must be a name or a path, got {type(spec).__name__}")
-    spec = os.fspath(spec)
-    path = Path(spec)
-    is_bundle = spec.lower() != BICUBIC and (path.is_dir() or path.name in ("manifest.json", "model.onnx"))
-    if is_bundle:
-        return _bundle_upscaler(path, scale, backend, precision, device)
+    source = resolve_model(spec)
+    if source.kind == "bundle" and source.path is not None:
+        return _bundle_upscaler(source.path, scale, backend, precision, device)
+    if source.kind == "zoo" and source.name is not None and (backend not in (None, "torch") or not torch_available()):
+        # A zoo name on a runtime (or on a core install without torch): its shipped bundle.
+        source.check_tag(scale)
+        bundle = shipped_bundle(source.name, scale)
+        if bundle is not None:
+            return _bundle_upscaler(bundle, scale, backend, precision, device)
+        if backend not in (None, "torch"):
+            raise SrEdgeError(f"{source.name} x{scale} has no shipped bundle; export it first with sr-edge export")
     if backend not in (None, "torch"):
         raise SrEdgeError(f"--backend {backend} runs exported bundles; export {spec} first with sr-edge export")
     if precision not in (None, "fp32"):
         raise SrEdgeError(f"--precision {precision} applies to exported bundles; {spec} runs in fp32")
-    if spec.lower() == BICUBIC:
+    if source.kind == "bicubic":
         if device not in (None, "cpu"):
             raise SrEdgeError("bicubic runs on the CPU only")
         return Bicubic(scale)
-    torch_device = device or "cpu"
-    check_not_an_image(spec)
-    if path.suffix == ".safetensors" or (path.exists() and path.is_file() and path.suffix != ".json"):
-        _require_torch(f"running checkpoint {path}")
-        from .checkpoint import model_from_checkpoint
-        from .models import model_card
+    model, record = torch_model(source, scale)
+    from .models import model_card
 
-        model, ckpt = model_from_checkpoint(path, scale)
-        return torch_upscaler(model, f"{ckpt.model}@{path.name}", model_card(ckpt.model).color_mode, torch_device)
-    name, _, tag = spec.partition(":")
-    _require_torch(f"running zoo model {name!r} in PyTorch")
-    from .models import create_model, model_card
-
-    card = model_card(name)
-    if tag and tag != f"x{scale}":
-        raise SrEdgeError(f"{name}: unknown weights tag {tag!r}; shipped weights are selected by --scale")
-    model = create_model(name, scale, pretrained=True)
-    return torch_upscaler(model, name, card.color_mode, torch_device)
+    name = record["model"] if source.kind == "zoo" else f"{record['model']}@{Path(spec).name}"
+    return torch_upscaler(model, name, model_card(record["model"]).color_mode, device or "cpu")

@@ -66,7 +66,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, P
 
 
 def _reference(ckpt: Path, x: np.ndarray) -> np.ndarray:
-    from sr_edge.checkpoint import model_from_checkpoint
+    from sr_edge.models import model_from_checkpoint
 
     model, _ = model_from_checkpoint(ckpt)
     with torch.no_grad():

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sr_edge.backends import ShapeRange
 from sr_edge.backends.trt_check import TRT_SUPPORTED_OPS, check_tensorrt
-from sr_edge.export.bundle import find_bundles
+from sr_edge.bundle import find_bundles
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMALL = ShapeRange((1, 8, 8), (1, 64, 64), (1, 256, 256))

@@ -8,9 +8,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sr_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
+from sr_edge.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from sr_edge.errors import SrEdgeError  # noqa: E402
-from sr_edge.models import create_model, list_models, model_card, model_stats, register_model  # noqa: E402
+from sr_edge.models import (  # noqa: E402
+    create_model,
+    list_models,
+    model_card,
+    model_from_checkpoint,
+    model_stats,
+    register_model,
+)
 from sr_edge.models.classic import SubPixelDeconv  # noqa: E402
 
 MODELS = list_models()

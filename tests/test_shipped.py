@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from sr_edge.backends import available_backends, load_bundle
+from sr_edge.bundle import find_bundles, read_bundle
 from sr_edge.data.datasets import PROJECT_ROOT, resolve_dataset
 from sr_edge.errors import SrEdgeError
 from sr_edge.evaluate import evaluate
-from sr_edge.export.bundle import find_bundles, read_bundle
 from sr_edge.metrics import psnr
 from sr_edge.models import create_model, list_models, model_card, model_stats
 from sr_edge.models.registry import shipped_card, shipped_scales

@@ -77,7 +77,7 @@ def load_bundle(
     class (:class:`OrtOptions`, :class:`OpenVinoOptions`, :class:`TensorRTOptions`,
     :class:`TorchOptions`). The bundle's files are verified against its manifest first.
     """
-    from ..export.bundle import read_bundle
+    from ..bundle import read_bundle
 
     chosen = get_backend(backend)
     opts = make_options(chosen, options)

@@ -21,7 +21,7 @@ from ..errors import SrEdgeError
 from ..types import Precision
 
 if TYPE_CHECKING:
-    from ..export.bundle import Bundle
+    from ..bundle import Bundle
     from ..upscale import NetworkUpscaler
 
 Shape3 = tuple[int, int, int]  # (batch, height, width): the dynamic dimensions of an NCHW input

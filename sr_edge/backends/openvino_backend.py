@@ -23,7 +23,7 @@ from ..types import Precision
 from .base import Session, Shape3, ShapeRange, _shape3, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
-    from ..export.bundle import Bundle
+    from ..bundle import Bundle
 
 _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
 _HINTS: dict[str, str] = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}

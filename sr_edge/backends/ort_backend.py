@@ -22,7 +22,7 @@ from ..types import Precision
 from .base import Session, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
-    from ..export.bundle import Bundle
+    from ..bundle import Bundle
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 

@@ -41,7 +41,7 @@ from ..types import Precision
 from .base import Session, ShapeRange, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
-    from ..export.bundle import Bundle
+    from ..bundle import Bundle
 
 MIN_TENSORRT_MAJOR = 10
 CACHE_ENV = "SR_EDGE_CACHE"

@@ -17,11 +17,12 @@ import numpy as np
 
 from ..errors import MissingDependencyError, SrEdgeError
 from ..provenance import sha256_file
+from ..source import ModelSource, torch_model
 from ..types import Precision
 from .base import Session, bundle_spec, precision_matches_bundle
 
 if TYPE_CHECKING:
-    from ..export.bundle import Bundle
+    from ..bundle import Bundle
 
 
 @dataclass(frozen=True)
@@ -56,20 +57,17 @@ def _parent_model(bundle: Bundle, options: TorchOptions) -> Any:
             )
         if want and sha256_file(path) != want:
             raise SrEdgeError(f"{path}: sha256 does not match the bundle's parent checkpoint; wrong file?")
-        from ..checkpoint import model_from_checkpoint
-
-        model, _ = model_from_checkpoint(path, bundle.scale)
+        model, _ = torch_model(ModelSource("checkpoint", str(path), path=path), bundle.scale)
         return model
     if kind == "shipped":
-        from ..models import create_model, model_card
-
         name = str(source.get("model", bundle.model))
-        if want and model_card(name).weights.get(bundle.scale) != want:
+        model, record = torch_model(ModelSource("zoo", name, name=name), bundle.scale)
+        if want and record["checkpoint_sha256"] != want:
             raise SrEdgeError(
                 f"{bundle.path}: exported from other {name} x{bundle.scale} weights than this sr-edge ships; "
                 "pass checkpoint=PATH"
             )
-        return create_model(name, bundle.scale, pretrained=True)
+        return model
     raise SrEdgeError(
         f"{bundle.path}: exported from an in-memory model; the torch backend needs its checkpoint (checkpoint=PATH)"
     )

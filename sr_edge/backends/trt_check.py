@@ -337,7 +337,7 @@ def check_tensorrt(source: str | os.PathLike[str] | onnx.ModelProto, profile: Sh
     if isinstance(source, onnx.ModelProto):
         model, label = source, "<model>"
     else:
-        from ..export.bundle import MODEL_FILE, is_bundle, read_bundle
+        from ..bundle import MODEL_FILE, is_bundle, read_bundle
 
         path = os.fspath(source)
         onnx_path = read_bundle(path).onnx_path if is_bundle(path) else path

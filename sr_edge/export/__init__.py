@@ -6,8 +6,9 @@ needs the ``train`` extra). Reading a bundle needs only the core install.
 
 from __future__ import annotations
 
-from .bundle import FORMAT, FORMAT_VERSION, Bundle, TensorSpec, find_bundles, is_bundle, read_bundle
-from .exporter import DEFAULT_OPSET, ExportConfig, export_bundle, graph_sha256
+from ..bundle import FORMAT, FORMAT_VERSION, Bundle, TensorSpec, find_bundles, is_bundle, read_bundle
+from .exporter import DEFAULT_OPSET, ExportConfig, export_bundle
+from .graph import compare_graphs, graph_sha256, graph_structure
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -16,9 +17,11 @@ __all__ = [
     "Bundle",
     "ExportConfig",
     "TensorSpec",
+    "compare_graphs",
     "export_bundle",
     "find_bundles",
     "graph_sha256",
+    "graph_structure",
     "is_bundle",
     "read_bundle",
 ]

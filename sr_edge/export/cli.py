@@ -32,7 +32,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=True,
     )
-    from .bundle import read_bundle
+    from ..bundle import read_bundle
 
     bundle = read_bundle(path)
     m = bundle.metrics

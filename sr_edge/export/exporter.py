@@ -19,56 +19,43 @@ Opset: 18 by default, the lowest the dynamo exporter emits without a version
 conversion; ONNX Runtime >= 1.14, OpenVINO >= 2023.0 and TensorRT >= 10.0 (opsets 9-20)
 all read it. 17 to 20 are accepted.
 
-Determinism: the same weights, versions and options give a byte-identical graph; the
-manifest records ``graph_sha256`` (the graph without its metadata) so a re-export can be
-compared even though export time and commit differ.
+Determinism: the same weights, versions and options give the same graph structure; the
+manifest records ``graph_sha256`` (the graph without its metadata) as a record of the file.
+A re-export on another CPU class may round a weight differently (ECBSR's collapse is done
+in float64 and rounded once, which makes that rare, not impossible), so re-exports are
+compared with :func:`~sr_edge.export.graph.compare_graphs`: structure exactly, weights
+within a tolerance.
+
+Modules: :mod:`.convert` (torch -> ONNX), :mod:`.graph` (post-processing, comparison),
+:mod:`.measure` (PSNR/SSIM, MACs); this one resolves the source and publishes the bundle.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-import io
 import json
-import logging
 import os
-import re
 import shutil
-import tempfile
-import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from ..data.datasets import Dataset, check_data_root, resolve_dataset
+from ..bundle import FORMAT, FORMAT_VERSION, INPUT_NAME, MANIFEST, MODEL_FILE, OUTPUT_NAME, ColorMode, metadata_props
+from ..data.datasets import check_data_root
 from ..data.io import check_out_folder
-from ..errors import DatasetNotFoundError, MissingDependencyError, SrEdgeError, one_line
+from ..errors import MissingDependencyError, SrEdgeError
 from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file, temp_beside
-from .bundle import (
-    FORMAT,
-    FORMAT_VERSION,
-    INPUT_NAME,
-    MANIFEST,
-    MODEL_FILE,
-    OUTPUT_NAME,
-    ColorMode,
-    check_not_training_run,
-    metadata_props,
-)
+from ..version import __version__
+from .convert import Exporter, to_onnx
+from .graph import graph_precision, graph_sha256, postprocess
+from .measure import graph_stats, measure_dataset, measure_graph
 
 if TYPE_CHECKING:
-    import onnx
+    pass
 
 DEFAULT_OPSET = 18
 OPSETS = (17, 18, 19, 20)
-Exporter = Literal["auto", "dynamo", "legacy"]
 _EXPORT_VERSIONS = ("sr-edge", "torch", "onnx", "onnxscript", "onnxslim", "onnxruntime", "numpy")
-# Example input for tracing: batch 2 and unequal, non-square sizes so that torch.export
-# neither specialises the batch to 1 nor assumes height == width.
-_EXAMPLE_BATCH, _EXAMPLE_H, _EXAMPLE_W = 2, 32, 28
 
 
 @dataclass(frozen=True)
@@ -144,253 +131,14 @@ def _resolve_source(source: Any, scale: int | None, model_name: str | None, colo
         record = {"kind": "module", "model": str(name), "scale": int(net_scale), "class": type(source).__name__}
         return _Source(source, str(name), family, mode, channels, int(net_scale), record)
 
-    text = os.fspath(source)
-    path = Path(text)
-    if path.suffix == ".safetensors" or path.is_file():
-        from ..checkpoint import model_from_checkpoint
+    from ..source import resolve_model, torch_model
 
-        model, ckpt = model_from_checkpoint(path, scale)
-        facts = _card_facts(ckpt.model)
-        if facts is None:
-            raise SrEdgeError(f"{path}: checkpoint model {ckpt.model!r} is not registered in this sr-edge")
-        record = {
-            "kind": "checkpoint",
-            "model": ckpt.model,
-            "scale": ckpt.scale,
-            "overrides": ckpt.overrides,
-            "checkpoint": str(path.resolve()),
-            "checkpoint_sha256": sha256_file(path),
-        }
-        if "step" in ckpt.meta:
-            record["step"] = ckpt.meta["step"]
-        return _Source(model, ckpt.model, facts[0], color_mode or facts[1], model.channels, ckpt.scale, record)
-
-    from ..models import create_model, model_card
-
-    check_not_training_run(path)
-    card = model_card(text)  # one-line error for an unknown name
-    if scale is None:
-        shipped = sorted(card.weights)
-        if len(shipped) != 1:
-            have = ", ".join(f"x{s}" for s in shipped) or "none"
-            raise SrEdgeError(f"{text}: pass --scale (shipped weights: {have})")
-        scale = shipped[0]
-    model = create_model(text, scale, pretrained=True)
-    weights = card.weights_file(scale)
-    record = {
-        "kind": "shipped",
-        "model": text,
-        "scale": scale,
-        "checkpoint": f"sr_edge/weights/{weights.name}",
-        "checkpoint_sha256": card.weights[scale],
-    }
-    return _Source(model, text, card.family, color_mode or card.color_mode, model.channels, scale, record)
-
-
-@contextlib.contextmanager
-def _quiet_exporters() -> Iterator[None]:
-    """Silence the exporters' chatter (missing torchvision ops, deprecation notices)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
-    sink = io.StringIO()  # a failed torch.export prints the whole graph; the error message says enough
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
-def _export_dynamo(net: Any, example: Any, opset: int) -> onnx.ModelProto:
-    import inspect
-
-    import torch
-
-    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
-    params = [p.name for p in inspect.signature(net.forward).parameters.values()]
-    arg = params[0] if params else "x"  # dynamic_shapes is keyed by the forward argument's name
-    with _quiet_exporters():
-        program = torch.onnx.export(
-            net,
-            (example,),
-            dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={arg: dims},
-            optimize=True,
-            verbose=False,
-            report=False,
-        )
-    if program is None:  # pragma: no cover - dynamo=True always returns a program
-        raise SrEdgeError("the dynamo exporter returned nothing")
-    return program.model_proto
-
-
-def _export_legacy(net: Any, example: Any, opset: int) -> onnx.ModelProto:
-    import onnx
-    import torch
-
-    axes = {0: "batch", 2: "height", 3: "width"}
-    with _quiet_exporters(), tempfile.TemporaryDirectory(prefix="sr-edge-export-") as tmp:
-        path = Path(tmp) / "legacy.onnx"
-        torch.onnx.export(
-            net,
-            (example,),
-            path,
-            dynamo=False,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
-            do_constant_folding=True,
-        )
-        return onnx.load(str(path))
-
-
-def _to_onnx(net: Any, channels: int, config: ExportConfig) -> tuple[onnx.ModelProto, str]:
-    """(graph, exporter used)."""
-    import torch
-
-    example = torch.rand(_EXAMPLE_BATCH, channels, _EXAMPLE_H, _EXAMPLE_W, generator=torch.Generator().manual_seed(0))
-    if config.exporter in ("auto", "dynamo"):
-        try:
-            return _export_dynamo(net, example, config.opset), "torch.onnx dynamo"
-        except Exception as e:
-            if config.exporter == "dynamo":
-                raise SrEdgeError(f"the dynamo ONNX exporter failed: {one_line(str(e))[:300]}") from None
-            reason = re.sub(r"\x1b\[[0-9;]*m", "", one_line(f"{type(e).__name__}: {e}"))[:200]
-            label = f"torch.onnx legacy (dynamo failed: {reason})"
-    else:
-        label = "torch.onnx legacy"
-    try:
-        return _export_legacy(net, example, config.opset), label
-    except Exception as e:
-        raise SrEdgeError(f"the legacy ONNX exporter failed: {one_line(str(e))[:300]}") from None
-
-
-def _name_dims(model: onnx.ModelProto, scale: int, channels: int) -> None:
-    """Canonical shapes: lr [batch, C, height, width] -> sr [batch, C, s*height, s*width]."""
-    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
-        raise SrEdgeError(
-            f"exported graph has {len(model.graph.input)} inputs and {len(model.graph.output)} outputs; expected 1 each"
-        )
-    names = {
-        INPUT_NAME: ("batch", channels, "height", "width"),
-        OUTPUT_NAME: ("batch", channels, f"{scale}*height", f"{scale}*width"),
-    }
-    for value in (model.graph.input[0], model.graph.output[0]):
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) != 4:
-            raise SrEdgeError(f"exported {value.name!r} has rank {len(dims)}, expected 4 (NCHW)")
-        for dim, want in zip(dims, names[value.name], strict=True):
-            if isinstance(want, int):
-                dim.Clear()
-                dim.dim_value = want
-            else:
-                dim.Clear()
-                dim.dim_param = want
-
-
-def _postprocess(model: onnx.ModelProto, scale: int, channels: int, simplify: bool) -> tuple[onnx.ModelProto, str]:
-    """Simplify, name dims, check and shape-infer. Returns (graph, simplifier used)."""
-    import onnx
-
-    simplifier = "none"
-    if simplify:
-        try:
-            import onnxslim
-        except ImportError:
-            raise MissingDependencyError("graph simplification in sr-edge export", "train", "onnxslim") from None
-        with _quiet_exporters():
-            model = onnxslim.slim(model)
-        simplifier = f"onnxslim {library_versions(('onnxslim',)).get('onnxslim', '?')}"
-    names = [v.name for v in model.graph.input], [v.name for v in model.graph.output]
-    if names != ([INPUT_NAME], [OUTPUT_NAME]):
-        raise SrEdgeError(f"exported graph has inputs/outputs {names}, expected ['lr'] / ['sr']")
-    _name_dims(model, scale, channels)
-    # Drop the exporters' intermediate shape annotations (their symbolic names, e.g.
-    # "TruncToInt(2.0*ToFloat(height))", are noise) and let ONNX re-infer them.
-    del model.graph.value_info[:]
-    model.doc_string = ""
-    model.graph.doc_string = ""
-    model.producer_name = "sr-edge"
-    model.producer_version = __version__
-    try:
-        onnx.checker.check_model(model, full_check=True)
-        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise SrEdgeError(f"exported graph fails the ONNX checker: {one_line(str(e))[:300]}") from None
-    return model, simplifier
-
-
-def graph_sha256(model: onnx.ModelProto) -> str:
-    """sha256 of the graph without its metadata: equal for re-exports of the same weights."""
-    import onnx
-
-    bare = onnx.ModelProto()
-    bare.CopyFrom(model)
-    del bare.metadata_props[:]
-    return hashlib.sha256(bare.SerializeToString(deterministic=True)).hexdigest()
-
-
-def graph_precision(model: onnx.ModelProto) -> Literal["fp32", "fp16", "int8"]:
-    """int8 for an explicit-quantisation (QDQ) graph, fp16 for a half-precision input, else fp32."""
-    import onnx
-
-    ops = {n.op_type for n in model.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        return "int8"
-    if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
-        return "fp16"
-    return "fp32"
-
-
-def _measure_dataset(config: ExportConfig) -> Dataset | None:
-    """The dataset the exported graph is measured on (Set5 when found, else the samples), or None."""
-    if not config.measure:
-        return None
-    if config.dataset is not None:
-        return resolve_dataset(config.dataset, config.data_root)
-    try:
-        return resolve_dataset("Set5", config.data_root)
-    except DatasetNotFoundError:  # a Set5 folder with no images is an error, not a fallback
-        return resolve_dataset(None)
-
-
-def _measure(model_bytes: bytes, src: _Source, dataset: Dataset | None, progress: bool) -> dict[str, Any] | None:
-    """PSNR/SSIM of the exported graph (ONNX Runtime, CPU) on ``dataset`` (None: not measured)."""
-    from ..backends.ort_backend import OrtOptions, ort_run_fn
-    from ..evaluate import evaluate
-    from ..upscale import NetworkUpscaler
-
-    if dataset is None:
-        return None
-    run, _ = ort_run_fn(model_bytes, OrtOptions(), "cpu")
-    upscaler = NetworkUpscaler(src.model, src.scale, src.color_mode, run)
-    result = evaluate(upscaler, dataset, progress=progress)
-    return {
-        "backend": "ort",
-        "dataset": dataset.name,
-        "images": len(dataset),
-        "scale": src.scale,
-        "protocol": "MATLAB bicubic LR; PSNR/SSIM on Y (BT.601), scale-pixel border shaved",
-        "psnr_y": round(result.psnr_y, 4),
-        "ssim_y": round(result.ssim_y, 6),
-    }
-
-
-def _stats(net: Any, channels: int, scale: int) -> dict[str, Any] | None:
-    from ..models import model_stats
-
-    try:
-        stats = model_stats(net, channels, scale)
-    except Exception:  # a module the MAC counter cannot run (e.g. exotic QAT wrappers): leave it out
-        return None
-    return {"params": stats.params, "macs_per_output_pixel": stats.macs_per_output_pixel}
+    model, record = torch_model(resolve_model(source), scale)
+    card_facts = _card_facts(record["model"])
+    if card_facts is None:  # pragma: no cover - torch_model checks registration
+        raise SrEdgeError(f"{source}: model {record['model']!r} is not registered in this sr-edge")
+    family, mode = card_facts
+    return _Source(model, record["model"], family, color_mode or mode, model.channels, record["scale"], record)
 
 
 def _export_time() -> str:
@@ -455,7 +203,7 @@ def export_bundle(
     if target.exists() and not overwrite:
         raise SrEdgeError(f"{target} already exists; pass --overwrite to replace it")
     check_out_folder(target)
-    measure_on = _measure_dataset(config)  # a missing dataset fails before the export work
+    measure_on = measure_dataset(config)  # a missing dataset fails before the export work
     _require_export_stack()
     import onnx
     import torch
@@ -465,11 +213,11 @@ def export_bundle(
         net = src.net.deploy() if hasattr(src.net, "deploy") else src.net
         # A copy: exporting must not move, cast or switch to eval the caller's module.
         net = copy.deepcopy(net).float().eval().cpu()
-        raw, exporter_used = _to_onnx(net, src.channels, config)
-        model, simplifier = _postprocess(raw, src.scale, src.channels, config.simplify)
-        stats = _stats(net, src.channels, src.scale)
+        raw, exporter_used = to_onnx(net, src.channels, config.exporter, config.opset)
+        model, simplifier = postprocess(raw, src.scale, src.channels, config.simplify)
+        stats = graph_stats(net, src.channels, src.scale)
     bare_sha = graph_sha256(model)
-    metrics = _measure(model.SerializeToString(deterministic=True), src, measure_on, progress)
+    metrics = measure_graph(model.SerializeToString(deterministic=True), src, measure_on, progress)
     git = git_info()
     manifest: dict[str, Any] = {
         "format": FORMAT,

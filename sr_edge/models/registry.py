@@ -10,6 +10,7 @@ module itself (:func:`sr_edge.models.profile.model_stats`), never typed in.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import SrEdgeError
 from ..paths import WEIGHTS_DIR
 from ..types import SCALES, ColorMode, check_scale
@@ -141,8 +143,6 @@ def create_model(name: str, scale: int = 2, pretrained: bool = False, **override
         digest = _sha256(path)
         if digest != card.weights[scale]:
             raise SrEdgeError(f"{path}: sha256 {digest[:12]}... does not match the model card; the file was modified")
-        from ..checkpoint import load_checkpoint
-
         ckpt = load_checkpoint(path)
         load_state(model, ckpt.state_dict, str(path))
     return model
@@ -168,3 +168,13 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
             f"expected {tuple(own[k].shape)} (another scale or configuration?)"
         )
     model.load_state_dict(dict(state), strict=True)
+
+
+def model_from_checkpoint(path: str | os.PathLike[str], scale: int | None = None) -> tuple[SRModel, Checkpoint]:
+    """Build the checkpoint's model with its weights; ``scale`` must match when given."""
+    ckpt = load_checkpoint(path)
+    if scale is not None and scale != ckpt.scale:
+        raise SrEdgeError(f"{ckpt.path}: weights are for x{ckpt.scale}, not x{scale}; pass --scale {ckpt.scale}")
+    model = create_model(ckpt.model, ckpt.scale, **ckpt.overrides)
+    load_state(model, ckpt.state_dict, str(ckpt.path))
+    return model, ckpt

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, training_stage
+from ..checkpoint import load_checkpoint, save_checkpoint, training_stage
 from ..data.datasets import resolve_dataset
 from ..errors import DatasetNotFoundError
 from ..evaluate import evaluate
-from ..models import model_card, model_stats
+from ..models import model_card, model_from_checkpoint, model_stats
 from ..models.registry import WEIGHTS_DIR
 from ..provenance import sha256_file, write_json
 from ..resolve import torch_upscaler
