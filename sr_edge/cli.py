@@ -187,12 +187,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_CARD_SETS = ("Set5", "Set14", "B100")
+_MODELS_HEADERS = ["model", "family", "colour", "scale", "params", "MACs/out px", "GMACs 720p out", "shipped"]
+
+
+def _models_output(args: argparse.Namespace, rows: list[list[str]], payload: list[dict[str, Any]]) -> int:
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(_MODELS_HEADERS + [f"{d} PSNR/SSIM" for d in _CARD_SETS], rows))
+    return 0
+
+
+def _quality_cells(quality: dict[str, Any]) -> list[str]:
+    return [f"{quality[d]['psnr_y']:.2f} / {quality[d]['ssim_y']:.4f}" if d in quality else "-" for d in _CARD_SETS]
+
+
+def _shipped_models(args: argparse.Namespace) -> int:
+    """``sr-edge models`` on an install without torch: the shipped weights' cards only."""
+    from .cards import shipped_cards
+
+    cards = [c for c in shipped_cards() if (not args.names or c["model"] in args.names)]
+    cards = [c for c in cards if not args.scale or c["scale"] in args.scale]
+    if args.names and not cards:
+        names = ", ".join(args.names)
+        raise SrEdgeError(f"no shipped weights for {names}; without torch only shipped models are listed")
+    rows, payload = [], []
+    for c in cards:
+        quality = c.get("quality", {})
+        rows.append(
+            [c["model"], c.get("family", "-"), c.get("color_mode", "-"), f"x{c['scale']}", f"{c['params']:,}",
+             f"{c['macs_per_output_pixel']:,.0f}", f"{c['gmacs_1280x720_output']:.2f}", "yes", *_quality_cells(quality)]
+        )  # fmt: skip
+        payload.append(
+            {"model": c["model"], "family": c.get("family"), "color_mode": c.get("color_mode"), "scale": c["scale"],
+             "params": c["params"], "macs_per_output_pixel": c["macs_per_output_pixel"], "shipped": True,
+             "quality": quality}
+        )  # fmt: skip
+    if not args.json:
+        print("(torch is not installed: the shipped models only; pip install 'sr-edge[train]' lists the whole zoo)")
+    return _models_output(args, rows, payload)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    from .source import torch_available
+
+    if not torch_available():
+        return _shipped_models(args)
     from .models import create_model, list_models, model_card, model_stats, shipped_card
 
     names = args.names or list_models()
-    headers = ["model", "family", "colour", "scale", "params", "MACs/out px", "GMACs 720p out", "shipped"]
-    headers += [f"{d} PSNR/SSIM" for d in ("Set5", "Set14", "B100")]
     rows = []
     payload = []
     for name in names:
@@ -201,10 +245,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             stats = model_stats(create_model(name, scale).deploy(), card.channels, scale)
             shipped = shipped_card(name, scale)
             quality = (shipped or {}).get("quality", {})
-            cells = [
-                f"{quality[d]['psnr_y']:.2f} / {quality[d]['ssim_y']:.4f}" if d in quality else "-"
-                for d in ("Set5", "Set14", "B100")
-            ]
+            cells = _quality_cells(quality)
             rows.append(
                 [name, card.family, card.color_mode, f"x{scale}", f"{stats.params:,}",
                  f"{stats.macs_per_output_pixel:,.0f}", f"{stats.gmacs(1280, 720):.2f}",
@@ -215,11 +256,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                  "params": stats.params, "macs_per_output_pixel": stats.macs_per_output_pixel,
                  "shipped": shipped is not None, "quality": quality}
             )  # fmt: skip
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        print(format_table(headers, rows))
-    return 0
+    return _models_output(args, rows, payload)
 
 
 def _add_backend_arguments(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SrEdgeError
+from ..paths import bundles_dir
 from .heap import HEAP_MODES
 
 EXIT_REGRESSION = 1
@@ -141,7 +142,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     peers: tuple[str, ...] | None = () if args.no_peers else (tuple(args.peers) if args.peers else None)
     settings = BenchSettings(
         models=tuple(args.models or ()),
-        bundles_dir=Path(args.bundles),
+        bundles_dir=Path(args.bundles) if args.bundles else bundles_dir(),
         datasets=tuple(args.dataset) if args.dataset else None,
         data_root=args.data_root,
         resolutions=_resolutions(args.resolution),
@@ -244,7 +245,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="profile name (sr-edge devices) or a .toml path (default: detected)")
     p.add_argument("--models", nargs="+", help="bundle model names or variant folders under --bundles (default: all)")
-    p.add_argument("--bundles", default="export", help="folder searched for bundles (default: export)")
+    p.add_argument(
+        "--bundles", help="folder searched for bundles (default: the shipped ones, export/ in a checkout)"
+    )
     p.add_argument("--out", "-o", help="results JSON (default: results-<device>.json)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetNotFoundError, SrEdgeError
-from ..paths import PROJECT_ROOT
+from ..paths import PACKAGED_DATA, PROJECT_ROOT
 from .io import IMAGE_SUFFIXES
 
 DATA_ENV = "SR_EDGE_DATA"
@@ -84,19 +84,27 @@ def list_images(folder: Path) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
 
 
-def _samples() -> Dataset:
+def _skimage_data() -> Path | None:
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _samples() -> Dataset:
+    """The five photos from scikit-image's data folder, or the copies a wheel carries
+    (``setup.py`` packages them from the build machine's scikit-image)."""
+    folders = [f for f in (_skimage_data(), PACKAGED_DATA / "samples") if f is not None]
+    for folder in folders:
+        files = tuple(folder / name for name in SAMPLE_IMAGES)
+        if all(f.is_file() for f in files):
+            return Dataset(DEFAULT_DATASET, folder, files)
+    if folders[0] == PACKAGED_DATA / "samples":
         raise SrEdgeError(
             "the embedded default images ship inside scikit-image, which is not installed: "
             "pip install 'sr-edge[samples]' or pass --dataset with a folder of images"
         )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
-    files = tuple(folder / name for name in SAMPLE_IMAGES)
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise SrEdgeError(f"scikit-image at {folder} lacks the sample images {missing}; reinstall scikit-image")
-    return Dataset(DEFAULT_DATASET, folder, files)
+    raise SrEdgeError(f"scikit-image at {folders[0]} lacks the sample images {list(SAMPLE_IMAGES)}; reinstall it")
 
 
 def resolve_dataset(
