@@ -98,7 +98,9 @@ def test_shipped_prelu_bundle_runs_rewritten_with_the_same_output() -> None:
     assert isinstance(on, OrtSession) and isinstance(off, OrtSession)
     assert on.graph_rewrites == {"prelu": 5}
     assert off.graph_rewrites is None
-    np.testing.assert_array_equal(on.run(x), off.run(x))
+    # Within float32 rounding, not bit for bit: the rewrite lets ORT pick another conv kernel
+    # (NCHWc) whose summation order is the CPU's business.
+    np.testing.assert_allclose(on.run(x), off.run(x), rtol=0, atol=1e-6)
 
 
 def test_ort_threads_stop_spinning_when_a_run_returns() -> None:
