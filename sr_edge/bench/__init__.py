@@ -11,9 +11,11 @@ here imports torch unless a PyTorch-eager row runs.
 from __future__ import annotations
 
 from .compare import Regression, compare
+from .planning import Plan, plan
 from .report import write_report
 from .results import SCHEMA, SCHEMA_VERSION, Quality, Results, Row, Timing, load_results
-from .runner import BenchSettings, Plan, benchmark, plan
+from .runner import benchmark
+from .settings import BenchSettings
 from .timing import LatencyPlan, LatencyStats, measure_latency
 
 __all__ = [
