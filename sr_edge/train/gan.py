@@ -6,12 +6,15 @@
 - Discriminators: Real-ESRGAN's U-Net with spectral norm (per-pixel realness) and an
   ESRGAN-style VGG discriminator (global average pooling, so any patch size works).
 - :func:`relativistic_losses`: the relativistic average GAN losses of ESRGAN.
+- :class:`GanParts`: what a perceptual run adds to the loop (discriminator, VGG features,
+  the discriminator's optimizer, the generator + discriminator step, their checkpoint state).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from ..errors import SrEdgeError, one_line
+from .config import PerceptualConfig
 
 _VGG19_CFG: list[int | str] = [
     64, 64, "M",
@@ -168,3 +172,57 @@ def relativistic_losses(d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[tor
     g_loss = (bce(real_rel, torch.zeros_like(real_rel)) + bce(fake_rel, torch.ones_like(fake_rel))) / 2
     d_loss = (bce(real_rel, torch.ones_like(real_rel)) + bce(fake_rel, torch.zeros_like(fake_rel))) / 2
     return g_loss, d_loss
+
+
+class GanParts:
+    """Discriminator, VGG features and their optimizer for perceptual fine-tuning."""
+
+    def __init__(self, config: PerceptualConfig, device: torch.device) -> None:
+        self.cfg = config
+        self.vgg = load_vgg19(self.cfg.vgg_weights).to(device)
+        self.disc = make_discriminator(self.cfg.discriminator).to(device)
+        self.opt = torch.optim.Adam(self.disc.parameters(), lr=self.cfg.disc_lr, betas=(0.9, 0.99))
+
+    def load(self, modules: dict[str, dict[str, torch.Tensor]], optimizers: dict[str, dict[str, Any]]) -> None:
+        """Restore the discriminator and its optimizer from a checkpoint's training state."""
+        if "disc" not in modules or "disc" not in optimizers:
+            raise SrEdgeError("the checkpoint has no discriminator state; it was not a perceptual run")
+        self.disc.load_state_dict(modules["disc"])
+        self.opt.load_state_dict(optimizers["disc"])
+
+    def modules(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The extra module state a checkpoint carries."""
+        return {"disc": self.disc.state_dict()}
+
+    def optimizers(self) -> dict[str, dict[str, Any]]:
+        """The extra optimizer state a checkpoint carries."""
+        return {"disc": self.opt.state_dict()}
+
+    def step(
+        self, net: nn.Module, opt_g: torch.optim.Optimizer, lr: torch.Tensor, hr: torch.Tensor
+    ) -> dict[str, float]:
+        """One generator step (pixel + perceptual + adversarial loss), then one discriminator step."""
+        c = self.cfg
+        for p in self.disc.parameters():
+            p.requires_grad_(False)
+        sr = net(lr)
+        l_pix = F.l1_loss(sr, hr)
+        l_per = F.l1_loss(self.vgg(sr), self.vgg(hr).detach())
+        g_adv, _ = relativistic_losses(self.disc(hr).detach(), self.disc(sr))
+        loss_g = c.pixel_weight * l_pix + c.perceptual_weight * l_per + c.adversarial_weight * g_adv
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        for p in self.disc.parameters():
+            p.requires_grad_(True)
+        _, d_loss = relativistic_losses(self.disc(hr), self.disc(sr.detach()))
+        self.opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt.step()
+        return {
+            "loss": float(loss_g.detach()),
+            "l_pix": float(l_pix.detach()),
+            "l_percep": float(l_per.detach()),
+            "l_g_adv": float(g_adv.detach()),
+            "l_d": float(d_loss.detach()),
+        }

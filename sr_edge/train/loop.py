@@ -6,21 +6,22 @@ state + step) reaches exactly the weights of an uninterrupted run. Ctrl-C (SIGIN
 SIGTERM finishes the current step, writes the checkpoint and exits; a second Ctrl-C aborts.
 Under ``torchrun`` each rank computes an equal slice of the same global batch and DDP
 averages the gradients, so N processes train the same model as one (up to float rounding).
+
+:func:`train` is the steps in order: check the request, set up the run (:func:`_setup`:
+model, optimizer, resumed or fine-tuning start, data), then step, log, validate and
+checkpoint until ``steps`` or a stop signal. The GAN parts live in :mod:`.gan`, the
+``torchrun`` calls in :mod:`.dist`, the signal handling in :mod:`.signals`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -28,16 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint, training_stage
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.datasets import Dataset
 from ..data.io import check_out_folder
 from ..errors import SrEdgeError
 from ..evaluate import evaluate
-from ..models import create_model, list_models, load_state, model_card
-from ..provenance import cpu_model, sha256_file
+from ..models import ModelCard, create_model, load_state, model_card
+from ..provenance import cpu_model
 from ..upscale import NetworkUpscaler
 from .config import TrainConfig
 from .data import PatchSampler, split_validation, training_files
+from .dist import Distributed
+from .finetune import init_from
+from .gan import GanParts
+from .signals import stop_on_signals
 
 LAST = "last.safetensors"
 BEST = "best.safetensors"
@@ -71,39 +76,12 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def pixel_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The pixel loss ``kind`` names (``l1``, ``l2``, else Charbonnier)."""
     if kind == "l1":
         return F.l1_loss
     if kind == "l2":
         return F.mse_loss
     return lambda a, b: torch.sqrt((a - b) ** 2 + 1e-6).mean()
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM -> finish the step, checkpoint, exit; a second SIGINT aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[_StopFlag]:
-    flag = _StopFlag()
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = {s: signal.signal(s, flag.handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _device(name: str) -> torch.device:
@@ -112,37 +90,6 @@ def _device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SrEdgeError(f"device {name} asked for, but torch sees no CUDA GPU; use --device cpu")
     return torch.device(name)
-
-
-def _init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict[str, Any]:
-    """Fine-tuning start: copy every tensor of ``path`` whose name and shape fit.
-
-    ``path`` is a checkpoint file, or a registered model name meaning its shipped weights
-    for ``scale`` (``--init ecbsr-m4c16`` to adapt the shipped model to one's own images).
-    """
-    if not Path(path).exists() and path in list_models():
-        card = model_card(path)
-        if scale not in card.weights:
-            raise SrEdgeError(f"--init {path}: no shipped weights for x{scale}")
-        path = str(card.weights_file(scale))
-    ckpt = load_checkpoint(path)
-    if model_card(ckpt.model).family != model_card(model_name).family:
-        raise SrEdgeError(f"{path}: holds a {ckpt.model} model; cannot initialise a {model_name} from it")
-    own = model.state_dict()
-    fitting = {k: v for k, v in ckpt.state_dict.items() if k in own and own[k].shape == v.shape}
-    if not fitting:
-        raise SrEdgeError(f"{path}: no tensor fits {model_name} (another configuration?)")
-    own.update(fitting)
-    model.load_state_dict(own)
-    return {
-        "from": ckpt.model,
-        "scale": ckpt.scale,
-        "sha256": sha256_file(Path(path)),
-        "copied": len(fitting),
-        "kept_initial": len(own) - len(fitting),
-        "path": path,
-        "parent": training_stage(ckpt.meta),  # so a card can list the whole chain of fine-tunes
-    }
 
 
 def _validate(net: nn.Module, cfg: TrainConfig, val: Dataset, device: torch.device) -> dict[str, float]:
@@ -161,302 +108,303 @@ def _validate(net: nn.Module, cfg: TrainConfig, val: Dataset, device: torch.devi
     return {"val_psnr_y": result.psnr_y, "val_ssim_y": result.ssim_y}
 
 
-class _Dist:
-    """torchrun environment: rank, world size, and the all-reduce of the stop flag."""
+# --- setting a run up ------------------------------------------------------------------
 
-    def __init__(self, device: torch.device) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.enabled = self.world > 1
-        if self.enabled:
-            import torch.distributed as dist
 
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+def _check_request(config: TrainConfig, card: ModelCard, dist: Distributed, resume: bool) -> Path:
+    """Refuse what cannot run, before any work: returns the run folder."""
+    if config.perceptual is not None and card.color_mode != "rgb":
+        raise SrEdgeError(f"perceptual/GAN training needs an RGB model; {config.model} works on Y")
+    if config.perceptual is not None and dist.enabled:
+        raise SrEdgeError("perceptual/GAN training runs in one process; start it without torchrun")
+    if config.batch_size % dist.world:
+        raise SrEdgeError(f"batch size {config.batch_size} does not split over {dist.world} processes")
+    out = Path(config.out)
+    check_out_folder(out)
+    last_path = out / LAST
+    if not resume and last_path.exists():
+        raise SrEdgeError(f"{out} already holds a run ({LAST}); pass --resume to continue it or choose another --out")
+    if resume and not last_path.exists():
+        raise SrEdgeError(f"nothing to resume: {last_path} does not exist")
+    return out
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where the loop starts: step 0 of a new run, or where a resumed run's checkpoint stopped."""
+
+    step: int = 0
+    best_val: float | None = None
+    init: dict[str, Any] | None = None  # a fine-tune's origin (kept by a resumed fine-tune)
+    prior_seconds: float = 0.0  # wall time of the run's earlier sessions
+
+
+def _resume(
+    config: TrainConfig, out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, gan: GanParts | None
+) -> _Start:
+    """Load ``out``'s last checkpoint (weights, optimizer state, step) into the parts built from ``config``."""
+    last_path = out / LAST
+    ckpt = load_checkpoint(last_path, with_training_state=True)
+    saved = TrainConfig.from_json(ckpt.meta["train_config"])
+    conflicts = config.resume_conflicts(saved)
+    if conflicts:
+        raise SrEdgeError(f"cannot resume {out}: options differ from the saved run: {', '.join(conflicts)}")
+    load_state(model, ckpt.state_dict, str(last_path))
+    optimizer.load_state_dict(ckpt.optimizers["model"])
+    if gan is not None:
+        gan.load(ckpt.modules, ckpt.optimizers)
+    step = int(ckpt.meta["step"])
+    if step > config.steps:
+        raise SrEdgeError(
+            f"cannot resume {out}: it is at step {step}, past --steps {config.steps}; "
+            f"pass --steps {step} or more (more extends the run)"
+        )
+    return _Start(
+        step=step,
+        best_val=ckpt.meta.get("best_val_psnr_y"),
+        init=ckpt.meta.get("init"),  # a resumed fine-tune still says where it started
+        prior_seconds=float(ckpt.meta.get("wall_seconds", 0.0)),
+    )
+
+
+@dataclass
+class _Run:
+    """One training session's parts and its progress (step, best held-out PSNR, last metrics)."""
+
+    config: TrainConfig
+    out: Path
+    device: torch.device
+    dist: Distributed
+    model: nn.Module
+    net: nn.Module  # the model, or its DDP wrapper: what the training step calls
+    optimizer: torch.optim.Optimizer
+    gan: GanParts | None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    sampler: PatchSampler
+    val_set: Dataset | None
+    memory_format: torch.memory_format
+    meta: dict[str, Any]  # what every checkpoint records about the run
+    started: float
+    prior_seconds: float
+    step: int
+    best_val: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    loss_avg: float | None = None
 
     @property
-    def main(self) -> bool:
-        return self.rank == 0
+    def log_file(self) -> Path:
+        return self.out / LOG
 
-    def any(self, flag: bool) -> bool:
-        if not self.enabled:
-            return flag
-        import torch.distributed as dist
+    def train_step(self) -> tuple[float, dict[str, float]]:
+        """One optimizer step on the batch of ``(seed, step)``; returns (learning rate, losses)."""
+        cfg, dist = self.config, self.dist
+        lr_now = learning_rate(cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_now
+        lr_np, hr_np = self.sampler.batch(cfg.seed, self.step, cfg.batch_size, dist.rank, dist.world)
+        lr_t = torch.from_numpy(lr_np).to(self.device).contiguous(memory_format=self.memory_format)
+        hr_t = torch.from_numpy(hr_np).to(self.device).contiguous(memory_format=self.memory_format)
+        if self.gan is None:
+            loss = self.loss_fn(self.net(lr_t), hr_t)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses = {"loss": float(loss.detach())}
+        else:
+            losses = self.gan.step(self.net, self.optimizer, lr_t, hr_t)
+        self.step += 1
+        value = losses["loss"]
+        self.loss_avg = value if self.loss_avg is None else 0.98 * self.loss_avg + 0.02 * value
+        return lr_now, losses
 
-        t = torch.tensor([1 if flag else 0])
-        dist.all_reduce(t)
-        return bool(t.item())
+    def log(self, record: Mapping[str, Any]) -> None:
+        with open(self.log_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
-    def barrier(self) -> None:
-        if self.enabled:
-            import torch.distributed as dist
+    def validate(self) -> None:
+        """Held-out PSNR/SSIM now, logged; a new best is written to ``best.safetensors`` (weights only)."""
+        assert self.val_set is not None
+        self.metrics = _validate(self.model, self.config, self.val_set, self.device)
+        self.log({"step": self.step, **self.metrics})
+        if self.best_val is None or self.metrics["val_psnr_y"] > self.best_val:
+            self.best_val = self.metrics["val_psnr_y"]
+            self.checkpoint(self.out / BEST, with_state=False)
 
-            dist.barrier()
+    def checkpoint(self, path: Path, with_state: bool = True) -> None:
+        """Write the weights (with optimizer and GAN state: resumable) and the run's record to ``path``."""
+        cfg, gan = self.config, self.gan
+        meta = {
+            **self.meta,
+            "step": self.step,
+            "metrics": self.metrics,
+            "best_val_psnr_y": self.best_val,
+            "wall_seconds": time.time() - self.started + float(self.prior_seconds),
+        }
+        save_checkpoint(
+            path,
+            cfg.model,
+            cfg.scale,
+            self.model.state_dict(),
+            meta=meta,
+            overrides=cfg.options,
+            optimizers=(
+                {"model": self.optimizer.state_dict(), **(gan.optimizers() if gan else {})} if with_state else None
+            ),
+            modules=(gan.modules() if gan and with_state else None),
+        )
 
-    def close(self) -> None:
-        if self.enabled:
-            import torch.distributed as dist
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+def _setup(config: TrainConfig, resume: bool, device: torch.device, dist: Distributed, started: float) -> _Run:
+    """Build the run: seeded model, GAN parts, optimizer, its start (resumed, fine-tuned or new), data."""
+    card = model_card(config.model)
+    out = _check_request(config, card, dist, resume)
+    # The seed fixes the initial weights, and the GAN parts draw from it after the model:
+    # this order is part of what makes a run reproducible.
+    torch.manual_seed(config.seed)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    # On the device before any state is loaded, so that the optimizer state a resumed run
+    # loads lands there too (Optimizer.load_state_dict moves it to its parameters' device).
+    model = create_model(config.model, config.scale, **config.options).to(device)
+    if config.channels_last:  # Module.to takes memory_format at run time; its type stubs omit it
+        model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
+    gan = GanParts(config.perceptual, device) if config.perceptual is not None else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
+    if resume:
+        start = _resume(config, out, model, optimizer, gan)
+    elif config.init:
+        start = _Start(init=init_from(model, config.init, config.model, config.scale))
+    else:
+        start = _Start()
+
+    files = training_files(config.data, config.data_root)
+    train_files, val_files = split_validation(files, config.val_fraction)
+    sampler = PatchSampler(
+        train_files,
+        config.scale,
+        card.color_mode,
+        config.patch_size,
+        config.scale_augment,
+        config.augment,
+        config.skip_small,
+    )
+    val_set = Dataset("held-out", out, tuple(val_files)) if val_files else None
+    net: nn.Module = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    meta: dict[str, Any] = {
+        "train_config": config.to_json(),
+        "data": {
+            "folders": list(config.data),
+            "train_images": len(train_files),
+            "val_images": [f.name for f in val_files],
+            "pairs_in_memory": len(sampler),
+            "skipped_small": sampler.skipped,
+        },
+        "init": start.init,
+        "world_size": dist.world,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+    }
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+    return _Run(
+        config=config,
+        out=out,
+        device=device,
+        dist=dist,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        gan=gan,
+        loss_fn=pixel_loss(config.loss),
+        sampler=sampler,
+        val_set=val_set,
+        memory_format=memory_format,
+        meta=meta,
+        started=started,
+        prior_seconds=start.prior_seconds,
+        step=start.step,
+        best_val=start.best_val,
+    )
+
+
+# --- running it ------------------------------------------------------------------------
+
+
+def _steps(run: _Run, progress: bool) -> bool:
+    """Step until ``steps`` or a stop signal, logging, validating and checkpointing on schedule.
+
+    Returns whether a signal stopped the run before its last step.
+    """
+    from tqdm import tqdm
+
+    cfg, dist = run.config, run.dist
+    bar = tqdm(
+        total=cfg.steps,
+        initial=run.step,
+        desc=f"train {cfg.model} x{cfg.scale}",
+        disable=(None if progress else True) if dist.main else True,
+        dynamic_ncols=True,
+    )
+
+    def note(text: str) -> None:  # plain lines where no bar is drawn (a log file, CI)
+        if bar.disable and progress:
+            print(text, file=sys.stderr, flush=True)
+
+    interrupted = False
+    with stop_on_signals() as stop:
+        while run.step < cfg.steps:
+            lr_now, losses = run.train_step()
+            step = run.step
+            bar.update(1)
+            if step % 10 == 0 or step == cfg.steps:
+                bar.set_postfix(
+                    loss=f"{run.loss_avg:.4f}",
+                    lr=f"{lr_now:.2e}",
+                    **({"val": f"{run.metrics['val_psnr_y']:.2f}"} if "val_psnr_y" in run.metrics else {}),
+                )
+            finished = step == cfg.steps
+            if dist.main and (step % cfg.log_every == 0 or finished):
+                run.log(
+                    {"step": step, "lr": lr_now, "loss_ema": run.loss_avg, **losses, "time": time.time() - run.started}
+                )
+                note(f"step {step}/{cfg.steps} loss {run.loss_avg:.5f} lr {lr_now:.2e}")
+            if dist.main and run.val_set is not None and (step % cfg.val_every == 0 or finished):
+                run.validate()
+                note(f"step {step}: held-out PSNR-Y {run.metrics['val_psnr_y']:.3f} dB")
+            stop_now = dist.any(stop.requested)
+            if dist.main and (step % cfg.ckpt_every == 0 or finished or stop_now):
+                run.checkpoint(run.out / LAST)
+            if stop_now:
+                interrupted = not finished
+                break
+    bar.close()
+    return interrupted
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or resume) the run ``config`` describes; returns where it ended."""
-    from tqdm import tqdm
-
     started = time.time()
     if config.threads:
         torch.set_num_threads(config.threads)
     device = _device(config.device)
-    dist = _Dist(device)
+    dist = Distributed(device)
     try:
-        card = model_card(config.model)
-        if config.perceptual is not None and card.color_mode != "rgb":
-            raise SrEdgeError(f"perceptual/GAN training needs an RGB model; {config.model} works on Y")
-        if config.perceptual is not None and dist.enabled:
-            raise SrEdgeError("perceptual/GAN training runs in one process; start it without torchrun")
-        if config.batch_size % dist.world:
-            raise SrEdgeError(f"batch size {config.batch_size} does not split over {dist.world} processes")
-        out = Path(config.out)
-        check_out_folder(out)
-        last_path = out / LAST
-        if not resume and last_path.exists():
-            raise SrEdgeError(
-                f"{out} already holds a run ({LAST}); pass --resume to continue it or choose another --out"
-            )
-        if resume and not last_path.exists():
-            raise SrEdgeError(f"nothing to resume: {last_path} does not exist")
-
-        torch.manual_seed(config.seed)
-        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        # On the device before any state is loaded, so that the optimizer state a resumed run
-        # loads lands there too (Optimizer.load_state_dict moves it to its parameters' device).
-        model = create_model(config.model, config.scale, **config.options).to(device)
-        if config.channels_last:  # Module.to takes memory_format at run time; its type stubs omit it
-            model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
-        gan = _GanParts(config, device) if config.perceptual is not None else None
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
-        start_step, best_val = 0, None
-        init_info: dict[str, Any] | None = None
-        if resume:
-            ckpt = load_checkpoint(last_path, with_training_state=True)
-            saved = TrainConfig.from_json(ckpt.meta["train_config"])
-            conflicts = config.resume_conflicts(saved)
-            if conflicts:
-                raise SrEdgeError(f"cannot resume {out}: options differ from the saved run: {', '.join(conflicts)}")
-            load_state(model, ckpt.state_dict, str(last_path))
-            optimizer.load_state_dict(ckpt.optimizers["model"])
-            if gan is not None:
-                gan.load(ckpt.modules, ckpt.optimizers)
-            start_step = int(ckpt.meta["step"])
-            if start_step > config.steps:
-                raise SrEdgeError(
-                    f"cannot resume {out}: it is at step {start_step}, past --steps {config.steps}; "
-                    f"pass --steps {start_step} or more (more extends the run)"
-                )
-            best_val = ckpt.meta.get("best_val_psnr_y")
-            init_info = ckpt.meta.get("init")  # a resumed fine-tune still says where it started
-        elif config.init:
-            init_info = _init_from(model, config.init, config.model, config.scale)
-
-        files = training_files(config.data, config.data_root)
-        train_files, val_files = split_validation(files, config.val_fraction)
-        sampler = PatchSampler(
-            train_files,
-            config.scale,
-            card.color_mode,
-            config.patch_size,
-            config.scale_augment,
-            config.augment,
-            config.skip_small,
-        )
-        val_set = Dataset("held-out", out, tuple(val_files)) if val_files else None
-        net: nn.Module = model
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        loss_fn = pixel_loss(config.loss)
-        meta_base: dict[str, Any] = {
-            "train_config": config.to_json(),
-            "data": {
-                "folders": list(config.data),
-                "train_images": len(train_files),
-                "val_images": [f.name for f in val_files],
-                "pairs_in_memory": len(sampler),
-                "skipped_small": sampler.skipped,
-            },
-            "init": init_info,
-            "world_size": dist.world,
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-        }
-        log_file = out / LOG
-        if dist.main:
-            out.mkdir(parents=True, exist_ok=True)
-
-        def checkpoint(step: int, metrics: dict[str, float], path: Path, with_state: bool = True) -> None:
-            meta = {
-                **meta_base,
-                "step": step,
-                "metrics": metrics,
-                "best_val_psnr_y": best_val,
-                "wall_seconds": time.time() - started + float(prior_seconds),
-            }
-            save_checkpoint(
-                path,
-                config.model,
-                config.scale,
-                model.state_dict(),
-                meta=meta,
-                overrides=config.options,
-                optimizers=(
-                    {"model": optimizer.state_dict(), **(gan.optimizers() if gan else {})} if with_state else None
-                ),
-                modules=(gan.modules() if gan and with_state else None),
-            )
-
-        prior_seconds = 0.0
-        if resume:
-            prior_seconds = float(ckpt.meta.get("wall_seconds", 0.0))
-        metrics: dict[str, float] = {}
-        interrupted = False
-        step = start_step
-        bar = tqdm(
-            total=config.steps,
-            initial=start_step,
-            desc=f"train {config.model} x{config.scale}",
-            disable=(None if progress else True) if dist.main else True,
-            dynamic_ncols=True,
-        )
-        loss_avg: float | None = None
-        with _stop_on_signals() as stop:
-            while step < config.steps:
-                lr_now = learning_rate(config, step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_now
-                lr_np, hr_np = sampler.batch(config.seed, step, config.batch_size, dist.rank, dist.world)
-                lr_t = torch.from_numpy(lr_np).to(device).contiguous(memory_format=memory_format)
-                hr_t = torch.from_numpy(hr_np).to(device).contiguous(memory_format=memory_format)
-                if gan is None:
-                    loss = loss_fn(net(lr_t), hr_t)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    step_losses = {"loss": float(loss.detach())}
-                else:
-                    step_losses = gan.step(net, optimizer, lr_t, hr_t, step)
-                step += 1
-                value = step_losses["loss"]
-                loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
-                bar.update(1)
-                if step % 10 == 0 or step == config.steps:
-                    bar.set_postfix(
-                        loss=f"{loss_avg:.4f}",
-                        lr=f"{lr_now:.2e}",
-                        **({"val": f"{metrics['val_psnr_y']:.2f}"} if "val_psnr_y" in metrics else {}),
-                    )
-                finished = step == config.steps
-                if dist.main and (step % config.log_every == 0 or finished):
-                    record = {
-                        "step": step,
-                        "lr": lr_now,
-                        "loss_ema": loss_avg,
-                        **step_losses,
-                        "time": time.time() - started,
-                    }
-                    with open(log_file, "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                    if bar.disable and progress:
-                        print(
-                            f"step {step}/{config.steps} loss {loss_avg:.5f} lr {lr_now:.2e}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                if dist.main and val_set is not None and (step % config.val_every == 0 or finished):
-                    metrics = _validate(model, config, val_set, device)
-                    with open(log_file, "a") as f:
-                        f.write(json.dumps({"step": step, **metrics}) + "\n")
-                    if best_val is None or metrics["val_psnr_y"] > best_val:
-                        best_val = metrics["val_psnr_y"]
-                        checkpoint(step, metrics, out / BEST, with_state=False)
-                    if bar.disable and progress:
-                        print(
-                            f"step {step}: held-out PSNR-Y {metrics['val_psnr_y']:.3f} dB", file=sys.stderr, flush=True
-                        )
-                stop_now = dist.any(stop.requested)
-                if dist.main and (step % config.ckpt_every == 0 or finished or stop_now):
-                    checkpoint(step, metrics, last_path)
-                if stop_now:
-                    interrupted = not finished
-                    break
-        bar.close()
+        run = _setup(config, resume, device, dist, started)
+        interrupted = _steps(run, progress)
         dist.barrier()
+        best = run.out / BEST
         return TrainResult(
-            out=out,
-            last=last_path,
-            best=(out / BEST) if (out / BEST).exists() else None,
-            step=step,
+            out=run.out,
+            last=run.out / LAST,
+            best=best if best.exists() else None,
+            step=run.step,
             interrupted=interrupted,
-            val_psnr=metrics.get("val_psnr_y"),
-            best_val_psnr=best_val,
+            val_psnr=run.metrics.get("val_psnr_y"),
+            best_val_psnr=run.best_val,
             seconds=time.time() - started,
         )
     finally:
         dist.close()
-
-
-class _GanParts:
-    """Discriminator, VGG features and their optimizer for perceptual fine-tuning."""
-
-    def __init__(self, config: TrainConfig, device: torch.device) -> None:
-        from .gan import load_vgg19, make_discriminator
-
-        assert config.perceptual is not None
-        self.cfg = config.perceptual
-        self.vgg = load_vgg19(self.cfg.vgg_weights).to(device)
-        self.disc = make_discriminator(self.cfg.discriminator).to(device)
-        self.opt = torch.optim.Adam(self.disc.parameters(), lr=self.cfg.disc_lr, betas=(0.9, 0.99))
-
-    def load(self, modules: dict[str, dict[str, torch.Tensor]], optimizers: dict[str, dict[str, Any]]) -> None:
-        if "disc" not in modules or "disc" not in optimizers:
-            raise SrEdgeError("the checkpoint has no discriminator state; it was not a perceptual run")
-        self.disc.load_state_dict(modules["disc"])
-        self.opt.load_state_dict(optimizers["disc"])
-
-    def modules(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {"disc": self.disc.state_dict()}
-
-    def optimizers(self) -> dict[str, dict[str, Any]]:
-        return {"disc": self.opt.state_dict()}
-
-    def step(
-        self, net: nn.Module, opt_g: torch.optim.Optimizer, lr: torch.Tensor, hr: torch.Tensor, step: int
-    ) -> dict[str, float]:
-        from .gan import relativistic_losses
-
-        c = self.cfg
-        for p in self.disc.parameters():
-            p.requires_grad_(False)
-        sr = net(lr)
-        l_pix = F.l1_loss(sr, hr)
-        l_per = F.l1_loss(self.vgg(sr), self.vgg(hr).detach())
-        g_adv, _ = relativistic_losses(self.disc(hr).detach(), self.disc(sr))
-        loss_g = c.pixel_weight * l_pix + c.perceptual_weight * l_per + c.adversarial_weight * g_adv
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        for p in self.disc.parameters():
-            p.requires_grad_(True)
-        _, d_loss = relativistic_losses(self.disc(hr), self.disc(sr.detach()))
-        self.opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt.step()
-        return {
-            "loss": float(loss_g.detach()),
-            "l_pix": float(l_pix.detach()),
-            "l_percep": float(l_per.detach()),
-            "l_g_adv": float(g_adv.detach()),
-            "l_d": float(d_loss.detach()),
-        }
