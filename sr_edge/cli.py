@@ -292,45 +292,53 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_arguments(p)
     p.set_defaults(func=cmd_upscale)
 
+    # Defaults, choices and value types of the training options come from TrainConfig and
+    # PerceptualConfig (each is written once, there); sr_edge.train.config imports no torch.
+    from .train.config import DEFAULT_DATA, PerceptualConfig, TrainConfig, add_field_option
+
     p = sub.add_parser("train", help="train a zoo model on folders of HR images")
+
+    def option(flag: str, help: str | None = None, **kw: Any) -> None:
+        add_field_option(p, TrainConfig, flag, help, **kw)
+
     p.add_argument("model", help="registered model name (see sr-edge models)")
     p.add_argument("--scale", "-s", type=scale_arg, required=True)
     p.add_argument(
-        "--data", nargs="+", default=["T91", "BSD200"], help="HR image folders or names (default: T91 BSD200)"
+        "--data",
+        nargs="+",
+        default=list(DEFAULT_DATA),
+        help=f"HR image folders or names (default: {' '.join(DEFAULT_DATA)})",
     )
     p.add_argument("--data-root", help="folder holding training folders (searched first)")
     p.add_argument("--out", "-o", required=True, help="run folder (checkpoints, log.jsonl)")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patch-size", type=int, default=32, help="LR patch side (HR patch = this x scale)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-min", type=float, default=1e-6)
-    p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--loss", choices=["l1", "l2", "charbonnier"], default="l1")
+    option("--steps")
+    option("--batch-size")
+    option("--patch-size", help="LR patch side (HR patch = this x scale)")
+    option("--lr")
+    option("--lr-min")
+    option("--schedule")
+    option("--warmup-steps")
+    option("--loss")
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations")
-    p.add_argument(
-        "--scale-augment", type=float, nargs="+", default=[1.0], help="HR downscale factors, e.g. 1 0.9 0.8 0.7 0.6"
-    )
-    p.add_argument("--val-fraction", type=float, default=0.05, help="share of images held out for validation")
-    p.add_argument("--val-every", type=int, default=2000)
-    p.add_argument("--ckpt-every", type=int, default=1000)
-    p.add_argument("--log-every", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--init", help="checkpoint to fine-tune from (tensors whose name and shape fit are copied)")
-    p.add_argument("--skip-small", action="store_true", help="skip images smaller than the HR patch instead of failing")
-    p.add_argument(
+    option("--scale-augment", help="HR downscale factors, e.g. 1 0.9 0.8 0.7 0.6")
+    option("--val-fraction", help="share of images held out for validation")
+    option("--val-every")
+    option("--ckpt-every")
+    option("--log-every")
+    option("--seed")
+    option("--device", help="auto, cpu, cuda or cuda:N")
+    option("--threads", help="torch CPU threads")
+    option("--init", help="checkpoint to fine-tune from (tensors whose name and shape fit are copied)")
+    option("--skip-small", help="skip images smaller than the HR patch instead of failing")
+    option(
         "--channels-last",
-        action="store_true",
         help="train in the channels_last memory format (faster on a CPU for some models, e.g. fsrcnn; see README)",
     )
     p.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="architecture option, e.g. features=32")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--gan", action="store_true", help="perceptual + adversarial fine-tuning (RGB models)")
     p.add_argument("--perceptual-weights", help="local torchvision VGG19 state dict for the perceptual loss")
-    p.add_argument("--discriminator", choices=["unet", "vgg"], default="unet")
+    add_field_option(p, PerceptualConfig, "--discriminator")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", help="the model zoo: params, MACs, shipped weights and their measured quality")

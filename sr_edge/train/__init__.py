@@ -1,13 +1,32 @@
-"""Training (needs the ``train`` extra): config, patch sampling, the loop, GAN parts."""
+"""Training (needs the ``train`` extra): config, patch sampling, the loop, GAN parts.
+
+The options (:class:`TrainConfig`, :class:`PerceptualConfig`) import no torch, so the
+command line can build its ``train`` parser from them on a deployment-only install; the
+loop's names (``train``, ``TrainResult``, ``learning_rate``) load torch on first use.
+"""
 
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import PerceptualConfig, TrainConfig
-from .loop import TrainResult, learning_rate, train
+
+if TYPE_CHECKING:
+    from .loop import TrainResult, learning_rate, train
 
 __all__ = ["PerceptualConfig", "TrainConfig", "TrainResult", "learning_rate", "train"]
+
+_FROM_LOOP = ("TrainResult", "learning_rate", "train")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_LOOP:
+        from . import loop
+
+        value = getattr(loop, name)
+        globals()[name] = value  # later look-ups find it without coming here
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _TrainPackage(types.ModuleType):
@@ -15,6 +34,8 @@ class _TrainPackage(types.ModuleType):
     imported, Python binds the name to it, so calling it runs the function."""
 
     def __call__(self, *args: Any, **kw: Any) -> Any:
+        from .loop import train
+
         return train(*args, **kw)
 
 

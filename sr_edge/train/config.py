@@ -1,16 +1,32 @@
-"""Training options: one frozen, validated dataclass (no dicts of strings)."""
+"""Training options: one frozen, validated dataclass (no dicts of strings).
+
+Each option's default and allowed values are written here only: the command line builds
+its ``train`` options from these fields (:func:`add_field_option`). Imports no torch.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..errors import SrEdgeError
 from ..types import check_scale
 
 Loss = Literal["l1", "l2", "charbonnier"]
 Schedule = Literal["cosine", "step", "constant"]
+Discriminator = Literal["unet", "vgg"]
+
+# What ``sr-edge train`` trains on when no --data is given (TrainConfig itself requires data).
+DEFAULT_DATA = ("T91", "BSD200")
+
+
+def _either(values: tuple[str, ...], quote: bool = False) -> str:
+    """``a, b or c`` (quoted with ``quote``), for error messages."""
+    words = [repr(v) if quote else v for v in values]
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
 
 
 # the smallest LR training patch accepted (a 3x3 conv sees a border on every pixel of a 2 px patch)
@@ -25,15 +41,17 @@ class PerceptualConfig:
     pixel_weight: float = 0.01
     perceptual_weight: float = 1.0
     adversarial_weight: float = 0.005
-    discriminator: Literal["unet", "vgg"] = "unet"
+    discriminator: Discriminator = "unet"
     disc_lr: float = 1e-4
 
     def __post_init__(self) -> None:
         for name in ("pixel_weight", "perceptual_weight", "adversarial_weight", "disc_lr"):
             if getattr(self, name) < 0:
                 raise SrEdgeError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.discriminator not in ("unet", "vgg"):
-            raise SrEdgeError(f"discriminator must be 'unet' or 'vgg', got {self.discriminator!r}")
+        if self.discriminator not in get_args(Discriminator):
+            raise SrEdgeError(
+                f"discriminator must be {_either(get_args(Discriminator), quote=True)}, got {self.discriminator!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -87,10 +105,10 @@ class TrainConfig:
             raise SrEdgeError(
                 f"learning rates must satisfy 0 <= lr_min <= lr < 1, got lr={self.lr}, lr_min={self.lr_min}"
             )
-        if self.schedule not in ("cosine", "step", "constant"):
-            raise SrEdgeError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
-        if self.loss not in ("l1", "l2", "charbonnier"):
-            raise SrEdgeError(f"loss must be l1, l2 or charbonnier, got {self.loss!r}")
+        if self.schedule not in get_args(Schedule):
+            raise SrEdgeError(f"schedule must be {_either(get_args(Schedule))}, got {self.schedule!r}")
+        if self.loss not in get_args(Loss):
+            raise SrEdgeError(f"loss must be {_either(get_args(Loss))}, got {self.loss!r}")
         if not 0 <= self.val_fraction < 0.5:
             raise SrEdgeError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if any(not 0.2 <= f <= 1.0 for f in self.scale_augment) or 1.0 not in self.scale_augment:
@@ -132,3 +150,46 @@ class TrainConfig:
     def resume_conflicts(self, other: TrainConfig) -> list[str]:
         a, b = self.to_json(), other.to_json()
         return sorted(k for k in a if k not in self.RESUMABLE_CHANGES and a[k] != b[k])
+
+
+def add_field_option(
+    parser: argparse.ArgumentParser, cls: type, flag: str, help: str | None = None, **kw: Any
+) -> argparse.Action:
+    """Add ``flag`` to ``parser`` for the field of dataclass ``cls`` it names (``--batch-size``: ``batch_size``).
+
+    The default, the choices of a ``Literal`` field and the value type (``int``, ``float``,
+    ``+`` values for a tuple, a switch for a ``bool`` that defaults to False) come from the
+    field, so that none is written twice; ``--help`` shows the default. ``kw`` is passed to
+    ``add_argument`` and wins over what the field gives.
+    """
+    name = flag.lstrip("-").replace("-", "_")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise ValueError(f"{cls.__name__} has no field {name!r} for {flag}")
+    f = fields[name]
+    if f.default is not dataclasses.MISSING:
+        default: Any = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        raise ValueError(f"{cls.__name__}.{name} has no default to give {flag}")
+    hint = typing.get_type_hints(cls)[name]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    given: dict[str, Any] = {"default": default}
+    if hint is bool:
+        if default is not False:
+            raise ValueError(f"{cls.__name__}.{name} defaults to {default!r}: name the switch that turns it off")
+        given["action"] = "store_true"
+    elif origin is Literal:
+        given["choices"] = args
+    elif origin is tuple:  # tuple[X, ...]: one or more values
+        given.update(type=args[0], nargs="+", default=list(default))
+    else:
+        scalar = next((a for a in args or (hint,) if a is not type(None)), hint)
+        if scalar in (int, float):
+            given["type"] = scalar
+    shown = given["default"]
+    if shown is not None and hint is not bool:
+        text = (" ".join(map(str, shown)) if isinstance(shown, list) else str(shown)).replace("%", "%%")
+        help = f"{help} (default: {text})" if help else f"default: {text}"
+    return parser.add_argument(flag, help=help, **{**given, **kw})
