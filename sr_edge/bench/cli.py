@@ -31,48 +31,83 @@ def _g(v: float | None) -> str:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from ..devices import detect, list_profiles, load_profile, probe_machine
+    """``sr-edge devices``: list the profiles; ``--detect``: which fits this machine, and what it has."""
+    from ..devices import list_profiles, load_profile
 
     if args.detect:
-        facts = probe_machine()
-        found = detect(facts, [load_profile(n) for n in (args.names or list_profiles())])
-        best = next((d for d in found if d.matches), None)
-        if args.json:
-            doc = {
-                "machine": facts.describe(),
-                "profile": best.profile.name if best else None,
-                "candidates": [
-                    {"name": d.profile.name, "matches": d.matches, "reasons": list(d.reasons)} for d in found
-                ],
-            }
-            print(json.dumps(doc, indent=2))
-            return 0
-        print(f"this machine: {facts.describe()}")
-        if best is None:
-            print("no device profile fits; copy devices/generic-x86-cpu.toml and edit its [detect] table")
-            return 0
-        print(f"profile: {best.profile.name} ({best.profile.path})")
-        for reason in best.reasons:
-            print(f"  because {reason}")
-        others = [d.profile.name for d in found if d.matches and d is not best]
-        if others:
-            print(f"also fits (less specific): {', '.join(others)}")
-        return 0
+        return _detect(args)
     profiles = [load_profile(n) for n in (args.names or list_profiles())]
     if args.json:
         print(json.dumps([p.to_json() for p in profiles], indent=2))
         return 0
     headers = ["device", "backends", "precisions", "on", "input", "scales", "budget ms", "MB",
-               "fp32 GFLOP/s", "fp16", "int8 GOP/s", "GB/s"]  # fmt: skip
+               "fp32 GFLOP/s", "fp16", "bf16", "int8 GOP/s", "GB/s", "figures"]  # fmt: skip
     rows = [
         [p.name, ",".join(p.runtime.backends), ",".join(p.runtime.precisions), p.runtime.device,
          ",".join(map(str, p.workload.resolutions)), ",".join(f"x{s}" for s in p.workload.scales),
          f"{p.workload.latency_budget_ms:g}", f"{p.workload.memory_budget_mb:g}",
-         _g(p.hardware.peak_fp32_gflops), _g(p.hardware.peak_fp16_gflops), _g(p.hardware.peak_int8_gops),
-         f"{p.hardware.memory_bandwidth_gbs:g}"]
+         _g(p.hardware.peak_fp32_gflops), _g(p.hardware.peak_fp16_gflops), _g(p.hardware.peak_bf16_gflops),
+         _g(p.hardware.peak_int8_gops), f"{p.hardware.memory_bandwidth_gbs:g}",
+         "estimated" if p.hardware.estimated else "cited"]
         for p in profiles
     ]  # fmt: skip
     print(_table(headers, rows))
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    """``sr-edge devices --detect [NAMES]``: what this machine has, and the profile that fits.
+
+    Without names every profile found is ranked, and the profile built from the machine
+    stands last, so it is chosen only when no named one fits (as ``sr-edge bench`` does).
+    """
+    from ..devices import detect, estimate, load_profile, probe_machine
+
+    facts = probe_machine()
+    est = estimate(facts)
+    found = detect(facts, [load_profile(n) for n in args.names] if args.names else None)
+    best = next((d for d in found if d.matches), None)
+    if args.json:
+        doc = {
+            "machine": facts.describe(),
+            "detected": {
+                "summary": est.summary(facts),
+                "features": list(est.features),
+                "native": list(est.native),
+                "precisions": list(est.precisions),
+                "cores": est.cores,
+                "clock_ghz": est.clock_ghz,
+                "memory_gb": facts.memory_gb,
+                "estimated": True,
+                "notes": list(est.hardware.notes),
+            },
+            "profile": best.profile.name if best else None,
+            "source": best.profile.source if best else None,
+            "candidates": [
+                {"name": d.profile.name, "source": d.profile.source, "matches": d.matches, "reasons": list(d.reasons)}
+                for d in found
+            ],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"this machine: {facts.describe()}")
+    print(est.summary(facts))
+    if best is None:
+        print("none of the named profiles fits this machine (without names, detection builds its own profile)")
+        return 0
+    prof = best.profile
+    if prof.source == "detected":
+        print(f"profile: {prof.name} (built from this machine, figures ESTIMATED: no named profile fits)")
+        for note in prof.hardware.notes:
+            print(f"  {note}")
+    else:
+        label = ", figures estimated" if prof.hardware.estimated else ""
+        print(f"profile: {prof.name} ({prof.path}{label})")
+        for reason in best.reasons:
+            print(f"  because {reason}")
+    others = [d.profile.name for d in found if d.matches and d is not best and d.profile.source == "file"]
+    if others:
+        print(f"also fits (less specific): {', '.join(others)}")
     return 0
 
 

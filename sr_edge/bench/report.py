@@ -18,7 +18,7 @@ Plots use matplotlib's Agg backend (no display needed).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,17 @@ def _side_by_side(rows: Sequence[Row], resolution: str, dataset: str | None) -> 
     return lines
 
 
+def _estimated_line(device: Mapping[str, Any]) -> list[str]:
+    """The label a profile with estimated peaks carries (its "% peak" is against estimates)."""
+    hw = device.get("hardware") or {}
+    if not hw.get("estimated"):
+        return []
+    built = " built from this machine's ISA features and clock" if device.get("source") == "detected" else ""
+    peaks = [f"{p} {hw[k]:,.0f}" for p, k in (("fp32", "peak_fp32_gflops"), ("fp16", "peak_fp16_gflops"),
+             ("bf16", "peak_bf16_gflops"), ("int8", "peak_int8_gops")) if hw.get(k)]  # fmt: skip
+    return [f"- peaks **estimated**{built}, not vendor figures (G ops/s: {', '.join(peaks)}); % peak is against these"]
+
+
 def markdown(results: Results, dataset: str | None = None, resolution: str | None = None) -> str:
     """The report as Markdown text."""
     dataset = dataset or primary_dataset(results)
@@ -172,6 +183,7 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
         f"- quality: PSNR-Y / SSIM-Y (standard protocol) on {', '.join(datasets)}, computed from the deployed "
         "backend's own outputs",
         f"- budget: {budget} ms per frame, {mem_budget} MB",
+        *_estimated_line(dev),
         "",
     ]
     ok = [r for r in results.rows if r.ok]

@@ -1,70 +1,21 @@
-"""Device profiles: what a target runs, at what size, under which budget, with what peak.
+"""The profile schema: frozen dataclasses validated on construction, and TOML tables -> profile.
 
-A profile is one TOML file in ``devices/`` (``devices/<name>.toml``; the file name is the
-profile's name). It holds four tables, each loaded into a frozen dataclass validated on
-construction; an unknown key or a bad value is a one-line :class:`SrEdgeError` naming the
-file and the key (``devices/x.toml: runtime.threads: must be a positive integer, got 0``)::
-
-    name = "ci-cpu"
-    description = "..."
-
-    [runtime]            # how models run there
-    backends = ["openvino", "ort"]     # in order of preference
-    precisions = ["fp32", "bf16", "int8"]
-    device = "cpu"
-    threads = 2                        # optional: runtime default when absent
-    peers = ["bicubic", "torch", "opencv"]
-
-    [workload]           # what the product needs
-    resolutions = ["640x360"]          # LR input frames, WIDTHxHEIGHT; the first is primary
-    scales = [2, 3, 4]
-    latency_budget_ms = 100.0
-    memory_budget_mb = 2048
-    datasets = ["Set5", "Set14"]       # quality; the embedded samples when none is found
-
-    [hardware]           # vendor peak figures, cited in a comment in the file
-    peak_fp32_gflops = 474.0
-    peak_fp16_gflops = ...             # optional (absent: no native fp16)
-    peak_bf16_gflops = ...             # optional
-    peak_int8_gops = 1894.0            # optional
-    memory_bandwidth_gbs = 38.0
-    memory_gb = 23.0                   # optional
-
-    [detect]             # how `sr-edge devices --detect` recognises the machine
-    arch = ["x86_64"]                  # every listed criterion must match
-    cpu = ["AMD EPYC"]                 # substrings of the CPU name (any one)
-    isa = ["avx512f"]                  # CPU flags (all)
-    cores = [1, 4]                     # logical CPUs usable, inclusive range
-    board = ["Orin Nano"]              # substrings of the device-tree model (Jetson)
-    gpu = ["nvidia"]                   # GPU vendors present (any one)
-
-Profiles are found by name in ``devices/`` of the checkout, then in the folders of
-``$SR_EDGE_DEVICES`` (``os.pathsep``-separated), or given as a path to a ``.toml`` file.
-Nothing here imports a runtime: detection reads ``/proc`` and ``/sys``.
+Every table of a profile file is one dataclass here; :func:`profile_from_mapping` turns
+parsed TOML into a :class:`DeviceProfile`, and an unknown key or a bad value raises a
+:class:`ProfileError` naming the dotted key (``runtime.threads: must be a positive integer``).
+:class:`MachineFacts` (what the probe reads off a machine) lives here too, because the
+``[detect]`` table is matched against it.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import SrEdgeError, one_line
-from .paths import devices_dir
-from .types import PRECISIONS, SCALES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 needs the backport
-    import tomli as tomllib
-
-DEVICES_DIR = devices_dir()
-DEVICES_ENV = "SR_EDGE_DEVICES"
+from ..types import PRECISIONS, SCALES
 
 # Deployment runtimes a profile may name (sr_edge.backends implements them) and the peers
 # the benchmark measures beside them. Kept here as names only: loading a profile must not
@@ -72,6 +23,8 @@ DEVICES_ENV = "SR_EDGE_DEVICES"
 BACKENDS: tuple[str, ...] = ("ort", "openvino", "tensorrt")
 PEERS: tuple[str, ...] = ("bicubic", "torch", "opencv")
 GPU_VENDORS: tuple[str, ...] = ("nvidia", "intel", "amd")
+# Where a profile came from: a TOML file, or built from what this machine reports.
+SOURCES: tuple[str, ...] = ("file", "detected")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _DEVICE = re.compile(r"^(cpu|gpu(\.\d+)?|cuda(:\d+)?|npu|auto)$")
 
@@ -193,9 +146,25 @@ class Workload:
         return self.resolutions[0]
 
 
+# The figures of [hardware]: positive numbers, the first two required.
+_FIGURES = (
+    "peak_fp32_gflops",
+    "memory_bandwidth_gbs",
+    "peak_fp16_gflops",
+    "peak_bf16_gflops",
+    "peak_int8_gops",
+    "memory_gb",
+)
+
+
 @dataclass(frozen=True)
 class Hardware:
-    """Vendor peak figures (each profile cites its sources in a comment)."""
+    """Peak figures: a vendor's (each profile cites its sources in a comment) or estimated.
+
+    ``estimated`` marks figures derived by a rule (ISA features x clock x cores) rather than
+    read off a vendor sheet; ``notes`` says how each was derived, so a results file and its
+    report can show where a "% of peak" comes from.
+    """
 
     peak_fp32_gflops: float
     memory_bandwidth_gbs: float
@@ -203,14 +172,19 @@ class Hardware:
     peak_bf16_gflops: float | None = None
     peak_int8_gops: float | None = None
     memory_gb: float | None = None
+    estimated: bool = False
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            optional = f.name not in ("peak_fp32_gflops", "memory_bandwidth_gbs")
-            object.__setattr__(self, f.name, _positive(f.name, getattr(self, f.name), float, allow_none=optional))
+        for name in _FIGURES:
+            optional = name not in ("peak_fp32_gflops", "memory_bandwidth_gbs")
+            object.__setattr__(self, name, _positive(name, getattr(self, name), float, allow_none=optional))
+        if not isinstance(self.estimated, bool):
+            raise ProfileError("estimated", f"must be true or false, got {self.estimated!r}")
+        object.__setattr__(self, "notes", _str_tuple("notes", self.notes, empty_ok=True))
 
     def peak(self, precision: str) -> float | None:
-        """Peak operations per second (G) for a precision, or None when the vendor gives none."""
+        """Peak operations per second (G) for a precision, or None when none is known."""
         return {
             "fp32": self.peak_fp32_gflops,
             "fp16": self.peak_fp16_gflops,
@@ -221,14 +195,25 @@ class Hardware:
 
 @dataclass(frozen=True)
 class MachineFacts:
-    """What detection looks at on the machine it runs on."""
+    """What detection looks at on the machine it runs on.
+
+    The first six fields are what ``[detect]`` tables match; the rest feed the profile that
+    is built when none matches (absent where the platform does not report them).
+    """
 
     arch: str
     cpu: str
-    cores: int
+    cores: int  # logical CPUs this process may use (its affinity), not the machine's
     isa: frozenset[str]
     board: str | None
     gpus: tuple[str, ...]
+    vendor: str = ""  # /proc/cpuinfo vendor_id: GenuineIntel, AuthenticAMD
+    family: int | None = None  # /proc/cpuinfo "cpu family" (AMD Zen 4 is 25, Zen 5 is 26)
+    model: int | None = None
+    physical_cores: int | None = None  # distinct cores among the usable CPUs (SMT siblings share units)
+    clock_ghz: float | None = None
+    clock_source: str = ""  # where clock_ghz was read, for the estimate's notes
+    memory_gb: float | None = None  # MemTotal
 
     def describe(self) -> str:
         """One line for people."""
@@ -298,7 +283,11 @@ class Detect:
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """A target device: runtime preferences, workload and budgets, hardware peaks, detection."""
+    """A target device: runtime preferences, workload and budgets, hardware peaks, detection.
+
+    ``source`` is ``"file"`` for a TOML profile and ``"detected"`` for one built from what
+    this machine reports (see :func:`sr_edge.devices.profile_from_machine`).
+    """
 
     name: str
     description: str
@@ -307,6 +296,7 @@ class DeviceProfile:
     hardware: Hardware
     detect: Detect = field(default_factory=Detect)
     path: Path | None = None
+    source: str = "file"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -316,14 +306,22 @@ class DeviceProfile:
         for key, typ in (("runtime", Runtime), ("workload", Workload), ("hardware", Hardware), ("detect", Detect)):
             if not isinstance(getattr(self, key), typ):
                 raise ProfileError(key, f"must be a [{key}] table")
+        if self.source not in SOURCES:
+            raise ProfileError("source", f"must be one of {', '.join(SOURCES)}, got {self.source!r}")
+
+    @property
+    def estimated(self) -> bool:
+        """True when the hardware figures are estimates, not a vendor's."""
+        return self.hardware.estimated
 
     def to_json(self) -> dict[str, Any]:
-        """The profile as results files record it (plain JSON types)."""
+        """The profile as results files record it (plain JSON types: lists, not tuples)."""
         r, w, h, d = self.runtime, self.workload, self.hardware, self.detect
         return {
             "name": self.name,
             "description": self.description,
             "path": str(self.path) if self.path else None,
+            "source": self.source,
             "runtime": {
                 "backends": list(r.backends),
                 "precisions": list(r.precisions),
@@ -338,7 +336,11 @@ class DeviceProfile:
                 "memory_budget_mb": w.memory_budget_mb,
                 "datasets": list(w.datasets),
             },
-            "hardware": {f.name: getattr(h, f.name) for f in fields(h)},
+            "hardware": {
+                **{name: getattr(h, name) for name in _FIGURES},
+                "estimated": h.estimated,
+                "notes": list(h.notes),
+            },
             "detect": {
                 "arch": list(d.arch),
                 "cpu": list(d.cpu),
@@ -370,6 +372,7 @@ def _build(cls: Callable[..., T], table: Any, section: str) -> T:
         raise ProfileError(key, "required key is missing") from None
 
 
+# `source` and `path` are not keys: a file's profile is "file" and knows its own path.
 _TOP = ("name", "description", "runtime", "workload", "hardware", "detect")
 _SECTIONS: dict[str, type] = {"runtime": Runtime, "workload": Workload, "hardware": Hardware, "detect": Detect}
 
@@ -392,121 +395,3 @@ def profile_from_mapping(doc: Mapping[str, Any], path: Path | None = None) -> De
     if path is not None and path.stem != profile.name:
         raise ProfileError("name", f"{profile.name!r} differs from the file name {path.stem!r}")
     return profile
-
-
-def load_profile_file(path: str | os.PathLike[str]) -> DeviceProfile:
-    """Load and validate one profile file (one-line error naming the file and the key)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SrEdgeError(f"{p}: cannot read device profile ({one_line(str(e))})") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SrEdgeError(f"{p}: not valid TOML ({one_line(str(e))})") from None
-    try:
-        return profile_from_mapping(doc, p)
-    except ProfileError as e:
-        raise SrEdgeError(f"{p}: {e.key}: {one_line(e.message)}") from None
-
-
-def search_dirs() -> list[Path]:
-    """Folders searched for profiles by name, in order."""
-    dirs = [Path(p) for p in os.environ.get(DEVICES_ENV, "").split(os.pathsep) if p]
-    return [*dirs, DEVICES_DIR]
-
-
-def profile_paths() -> dict[str, Path]:
-    """Every profile file found, by name (earlier folders win)."""
-    found: dict[str, Path] = {}
-    for folder in search_dirs():
-        if folder.is_dir():
-            for f in sorted(folder.glob("*.toml")):
-                found.setdefault(f.stem, f)
-    return found
-
-
-def list_profiles() -> list[str]:
-    """Names of the profiles found, sorted."""
-    return sorted(profile_paths())
-
-
-def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
-    """A profile by name (``ci-cpu``) or by path to its ``.toml`` file."""
-    text = os.fspath(name_or_path)
-    if text.endswith(".toml") or os.sep in text:
-        if not Path(text).is_file():
-            raise SrEdgeError(f"device profile {text} does not exist")
-        return load_profile_file(text)
-    paths = profile_paths()
-    if text not in paths:
-        have = ", ".join(sorted(paths)) or "none"
-        raise SrEdgeError(f"unknown device {text!r}; known devices: {have} (or pass a path to a .toml profile)")
-    return load_profile_file(paths[text])
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return None
-
-
-def _gpu_vendors() -> tuple[str, ...]:
-    vendors: set[str] = set()
-    ids = {"0x10de": "nvidia", "0x8086": "intel", "0x1002": "amd"}
-    drm = Path("/sys/class/drm")
-    if drm.is_dir():
-        for card in drm.glob("card[0-9]*"):
-            vendor = _read(str(card / "device" / "vendor"))
-            if vendor and vendor.strip() in ids:
-                vendors.add(ids[vendor.strip()])
-    if Path("/proc/driver/nvidia/gpus").is_dir() or Path("/dev/nvidia0").exists():
-        vendors.add("nvidia")
-    if Path("/etc/nv_tegra_release").exists() or Path("/dev/nvhost-ctrl-gpu").exists():
-        vendors.add("nvidia")  # Jetson: the integrated GPU has no PCI vendor file
-    return tuple(sorted(vendors))
-
-
-def probe_machine() -> MachineFacts:
-    """The facts detection uses, read from this machine (Linux /proc and /sys; platform elsewhere)."""
-    from .provenance import cpu_model
-
-    flags: frozenset[str] = frozenset()
-    cpuinfo = _read("/proc/cpuinfo") or ""
-    for line in cpuinfo.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags = frozenset(line.split(":", 1)[1].split())
-            break
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    board = _read("/proc/device-tree/model")
-    return MachineFacts(
-        arch=platform.machine(),
-        cpu=cpu_model(),
-        cores=cores,
-        isa=flags,
-        board=board.strip("\x00\n ") if board else None,
-        gpus=_gpu_vendors(),
-    )
-
-
-@dataclass(frozen=True)
-class Detection:
-    """The outcome of matching one profile against the machine."""
-
-    profile: DeviceProfile
-    matches: bool
-    reasons: tuple[str, ...]
-
-
-def detect(facts: MachineFacts | None = None, profiles: Sequence[DeviceProfile] | None = None) -> list[Detection]:
-    """Every profile matched against the machine, best first (matching, then most specific)."""
-    facts = facts or probe_machine()
-    if profiles is None:
-        profiles = [load_profile_file(p) for p in profile_paths().values()]
-    results = []
-    for prof in profiles:
-        ok, reasons = prof.detect.match(facts)
-        results.append(Detection(prof, ok, reasons))
-    return sorted(results, key=lambda d: (not d.matches, -d.profile.detect.specificity, d.profile.name))
