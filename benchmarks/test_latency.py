@@ -27,7 +27,7 @@ import pytest
 
 from sr_edge.bench import BenchSettings, load_results, plan
 from sr_edge.bench.contenders import Contender, Deployed, NotNative
-from sr_edge.bench.runner import device_fit
+from sr_edge.bench.header import device_fit
 from sr_edge.devices import DeviceProfile, detect, load_profile
 
 HERE = Path(__file__).resolve().parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import MissingDependencyError, SrEdgeError
 from ..types import PRECISIONS, Precision
@@ -59,7 +59,7 @@ def _check_precision(precision: str | None, default: Precision) -> Precision:
         return default
     if precision not in PRECISIONS:
         raise SrEdgeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
+    return cast(Precision, precision)
 
 
 def load_bundle(

@@ -23,15 +23,14 @@ from ..provenance import now_utc, write_json
 from . import heap
 from .crops import CropSheet, prepare_crops
 from .execute import import_runtimes, run_row
-from .header import device_fit, results_header
+from .header import results_header
 from .planning import Plan, plan
 from .results import Results, Row, load_results
 from .rounds import another_round, rounds_done
 from .settings import BenchSettings
 from .signals import ctrl_c_seen
 
-# device_fit is re-exported: benchmarks/test_latency.py imports it from here.
-__all__ = ["benchmark", "device_fit", "run_row"]
+__all__ = ["benchmark", "run_row"]
 
 
 class _ResultsFile:

@@ -133,12 +133,13 @@ def _resolve_source(source: Any, scale: int | None, model_name: str | None, colo
 
     from ..source import resolve_model, torch_model
 
-    model, record = torch_model(resolve_model(source), scale)
-    card_facts = _card_facts(record["model"])
+    model, provenance = torch_model(resolve_model(source), scale)
+    name = str(provenance["model"])
+    card_facts = _card_facts(name)
     if card_facts is None:  # pragma: no cover - torch_model checks registration
-        raise SrEdgeError(f"{source}: model {record['model']!r} is not registered in this sr-edge")
+        raise SrEdgeError(f"{source}: model {name!r} is not registered in this sr-edge")
     family, mode = card_facts
-    return _Source(model, record["model"], family, color_mode or mode, model.channels, record["scale"], record)
+    return _Source(model, name, family, color_mode or mode, model.channels, int(provenance["scale"]), provenance)
 
 
 def _export_time() -> str:

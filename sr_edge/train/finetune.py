@@ -11,6 +11,7 @@ from ..checkpoint import load_checkpoint, training_stage
 from ..errors import SrEdgeError
 from ..models import list_models, model_card
 from ..provenance import sha256_file
+from ..source import resolve_model, weights_path
 
 
 def init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict[str, Any]:
@@ -19,11 +20,15 @@ def init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict[
     ``path`` is a checkpoint file, or a registered model name meaning its shipped weights
     for ``scale`` (``--init ecbsr-m4c16`` to adapt the shipped model to one's own images).
     """
-    if not Path(path).exists() and path in list_models():
-        card = model_card(path)
-        if scale not in card.weights:
-            raise SrEdgeError(f"--init {path}: no shipped weights for x{scale}")
-        path = str(card.weights_file(scale))
+    source = resolve_model(path)
+    if source.kind not in ("zoo", "checkpoint"):
+        raise SrEdgeError(f"--init {path}: a {source.kind}, not weights; name a zoo model or a .safetensors checkpoint")
+    if source.kind == "zoo" and source.name is not None and source.name not in list_models():
+        raise SrEdgeError(f"--init {path}: no such checkpoint file or zoo model")
+    try:
+        path = str(weights_path(source, scale))
+    except SrEdgeError as e:
+        raise SrEdgeError(f"--init {e}") from None
     ckpt = load_checkpoint(path)
     if model_card(ckpt.model).family != model_card(model_name).family:
         raise SrEdgeError(f"{path}: holds a {ckpt.model} model; cannot initialise a {model_name} from it")
