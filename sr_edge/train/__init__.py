@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from .config import PerceptualConfig, TrainConfig
 
 if TYPE_CHECKING:
-    from .loop import TrainResult, learning_rate, train
+    from .loop import TrainHooks, TrainResult, learning_rate, train
 
-__all__ = ["PerceptualConfig", "TrainConfig", "TrainResult", "learning_rate", "train"]
+__all__ = ["PerceptualConfig", "TrainConfig", "TrainHooks", "TrainResult", "learning_rate", "train"]
 
-_FROM_LOOP = ("TrainResult", "learning_rate", "train")
+_FROM_LOOP = ("TrainHooks", "TrainResult", "learning_rate", "train")
 
 
 def __getattr__(name: str) -> Any:

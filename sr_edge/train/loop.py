@@ -130,6 +130,23 @@ def _check_request(config: TrainConfig, card: ModelCard, dist: Distributed, resu
 
 
 @dataclass(frozen=True)
+class TrainHooks:
+    """How a later stage (pruning, quantisation-aware fine-tuning) trains a model that is not
+    the plain zoo model, through the same loop, checkpoints and exact resume.
+
+    ``model`` builds the network to train in place of ``create_model(config.model, ...)``:
+    it must be deterministic (a resumed run calls it again, then loads the saved weights),
+    and it is called after the run's seed is set. ``loss(sr, hr, lr)`` replaces the pixel
+    loss (e.g. distillation from a teacher). ``meta`` goes into every checkpoint's record
+    (e.g. a pruned architecture, quantiser settings) so that the checkpoint says what it is.
+    """
+
+    model: Callable[[], nn.Module] | None = None
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class _Start:
     """Where the loop starts: step 0 of a new run, or where a resumed run's checkpoint stopped."""
 
@@ -179,7 +196,7 @@ class _Run:
     net: nn.Module  # the model, or its DDP wrapper: what the training step calls
     optimizer: torch.optim.Optimizer
     gan: GanParts | None
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (sr, hr, lr) -> loss
     sampler: PatchSampler
     val_set: Dataset | None
     memory_format: torch.memory_format
@@ -205,7 +222,7 @@ class _Run:
         lr_t = torch.from_numpy(lr_np).to(self.device).contiguous(memory_format=self.memory_format)
         hr_t = torch.from_numpy(hr_np).to(self.device).contiguous(memory_format=self.memory_format)
         if self.gan is None:
-            loss = self.loss_fn(self.net(lr_t), hr_t)
+            loss = self.loss_fn(self.net(lr_t), hr_t, lr_t)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -254,7 +271,9 @@ class _Run:
         )
 
 
-def _setup(config: TrainConfig, resume: bool, device: torch.device, dist: Distributed, started: float) -> _Run:
+def _setup(
+    config: TrainConfig, resume: bool, device: torch.device, dist: Distributed, started: float, hooks: TrainHooks
+) -> _Run:
     """Build the run: seeded model, GAN parts, optimizer, its start (resumed, fine-tuned or new), data."""
     card = model_card(config.model)
     out = _check_request(config, card, dist, resume)
@@ -264,7 +283,8 @@ def _setup(config: TrainConfig, resume: bool, device: torch.device, dist: Distri
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     # On the device before any state is loaded, so that the optimizer state a resumed run
     # loads lands there too (Optimizer.load_state_dict moves it to its parameters' device).
-    model = create_model(config.model, config.scale, **config.options).to(device)
+    built = hooks.model() if hooks.model is not None else create_model(config.model, config.scale, **config.options)
+    model = built.to(device)
     if config.channels_last:  # Module.to takes memory_format at run time; its type stubs omit it
         model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
     gan = GanParts(config.perceptual, device) if config.perceptual is not None else None
@@ -294,6 +314,7 @@ def _setup(config: TrainConfig, resume: bool, device: torch.device, dist: Distri
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     meta: dict[str, Any] = {
+        **hooks.meta,
         "train_config": config.to_json(),
         "data": {
             "folders": list(config.data),
@@ -318,7 +339,7 @@ def _setup(config: TrainConfig, resume: bool, device: torch.device, dist: Distri
         net=net,
         optimizer=optimizer,
         gan=gan,
-        loss_fn=pixel_loss(config.loss),
+        loss_fn=hooks.loss or _pixel_only(pixel_loss(config.loss)),
         sampler=sampler,
         val_set=val_set,
         memory_format=memory_format,
@@ -384,15 +405,26 @@ def _steps(run: _Run, progress: bool) -> bool:
     return interrupted
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train (or resume) the run ``config`` describes; returns where it ended."""
+def _pixel_only(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda sr, hr, lr: fn(sr, hr)
+
+
+def train(
+    config: TrainConfig, resume: bool = False, progress: bool = True, hooks: TrainHooks | None = None
+) -> TrainResult:
+    """Train (or resume) the run ``config`` describes; returns where it ended.
+
+    ``hooks`` let a later stage train its own form of the model through this loop (see
+    :class:`TrainHooks`); a resumed run must be given the same hooks."""
     started = time.time()
     if config.threads:
         torch.set_num_threads(config.threads)
     device = _device(config.device)
     dist = Distributed(device)
     try:
-        run = _setup(config, resume, device, dist, started)
+        run = _setup(config, resume, device, dist, started, hooks or TrainHooks())
         interrupted = _steps(run, progress)
         dist.barrier()
         best = run.out / BEST
