@@ -260,7 +260,7 @@ def test_cli_errors_are_one_line(bundles: dict[str, tuple[Path, Path]], tmp_path
     for args, needle in [
         (["eval", str(bundle), "--backend", "tensorrt"], "tensorrt"),
         (["eval", str(bundle), "--backend", "nope"], "unknown backend"),
-        (["eval", "espcn", "--backend", "openvino"], "runs exported bundles"),
+        (["eval", "ecbsr-m4c8", "--backend", "openvino"], "has no shipped bundle"),
         (["eval", str(tmp_path), "--backend", "ort"], "not a bundle"),
     ]:
         proc = subprocess.run([sys.executable, "-m", "sr_edge", *args], capture_output=True, text=True, timeout=300)
@@ -354,3 +354,16 @@ def test_tensorrt_engine_cache_and_profile(
     with load_bundle(bundle, "tensorrt", precision="fp16", cache_dir=str(trt_ready), profile=profile) as half:
         assert _psnr(half.run(x), _reference(ckpt, x)) >= 35.0
     assert len(list(trt_ready.glob("*.engine"))) == 2 and list(trt_ready.glob("timing-*.cache"))
+
+
+def test_a_zoo_name_on_a_runtime_runs_its_shipped_bundle() -> None:
+    """``eval espcn --backend openvino`` / ``upscale fsrcnn ...`` on a runtime: the committed bundle."""
+    from sr_edge.resolve import create_upscaler
+    from sr_edge.source import shipped_bundle
+
+    assert shipped_bundle("espcn", 3) is not None and shipped_bundle("ecbsr-m4c8", 2) is None
+    up = create_upscaler("espcn", 3, backend="ort")
+    lr = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    assert up.name.startswith("espcn") and up(lr).shape == (27, 33, 3)
+    with pytest.raises(SrEdgeError, match="unknown weights tag"):
+        create_upscaler("espcn:x2", 3, backend="ort")
