@@ -2,8 +2,9 @@
 
 The public API is what ``__all__`` lists. Deployment-side names (evaluation, bundles,
 backends, benchmark, device profiles) import no torch; training-side names
-(``create_model``, ``list_models``, ``train``, ``TrainConfig``) are loaded on first use and
-need the ``train`` extra.
+(``create_model``, ``list_models``, ``train``, ``prune``, ``quantize`` and their configs)
+are loaded on first use and need the ``train`` extra (``TrainConfig`` itself imports no
+torch).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .upscale import Bicubic, NetworkUpscaler, Upscaler, upscale_image
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .compress.prune import PruneConfig, prune
+    from .compress.quantize import QuantConfig, quantize
     from .models import create_model, list_models
     from .train import TrainConfig, train
 
@@ -32,6 +35,10 @@ _LAZY = {
     "list_models": ("sr_edge.models", "list_models"),
     "train": ("sr_edge.train", "train"),
     "TrainConfig": ("sr_edge.train", "TrainConfig"),
+    "prune": ("sr_edge.compress", "prune"),
+    "PruneConfig": ("sr_edge.compress", "PruneConfig"),
+    "quantize": ("sr_edge.compress", "quantize"),
+    "QuantConfig": ("sr_edge.compress", "QuantConfig"),
 }
 
 
@@ -57,6 +64,8 @@ __all__ = [
     "EvalResult",
     "MissingDependencyError",
     "NetworkUpscaler",
+    "PruneConfig",
+    "QuantConfig",
     "SrEdgeError",
     "TrainConfig",
     "Upscaler",
@@ -74,7 +83,9 @@ __all__ = [
     "load_profile",
     "load_upscaler",
     "modcrop",
+    "prune",
     "psnr",
+    "quantize",
     "read_image",
     "resolve_dataset",
     "rgb_to_y",

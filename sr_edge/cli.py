@@ -355,7 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
 # Stage modules that add their own verbs: each defines ``add_commands(subparsers)`` whose
 # parsers set ``func``. Listed by name, imported lazily (their heavy imports stay inside
 # the command functions).
-_VERB_MODULES = ("sr_edge.export.cli", "sr_edge.backends.cli", "sr_edge.bench.cli")
+_VERB_MODULES = (
+    "sr_edge.export.cli",
+    "sr_edge.compress.prune_cli",
+    "sr_edge.compress.quant_cli",
+    "sr_edge.backends.cli",
+    "sr_edge.bench.cli",
+)
 
 
 def _add_verbs(module_name: str, sub: argparse._SubParsersAction[_Parser]) -> None:
