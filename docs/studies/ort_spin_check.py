@@ -7,8 +7,8 @@ backend does: ``session.force_spinning_stop``). Each runs the network alone (640
 and a whole frame (640x360 uint8 RGB, colour work on 2 threads), all interleaved in 5
 rounds of 7 on the bench's steady heap; the line gives each one's median of round medians::
 
-    python benchmarks/ort_spin_check.py
-    python benchmarks/ort_spin_check.py --bundles export/ecbsr-m4c16/x4
+    python docs/studies/ort_spin_check.py
+    python docs/studies/ort_spin_check.py --bundles export/ecbsr-m4c16/x4
 
 Run it on an otherwise idle machine.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: this file is docs/studies/<name>.py
 MODES = {"spin": ("1", "0"), "no spin": ("0", "0"), "spin, stop after run": ("1", "1")}
 DEFAULT = ["fsrcnn/x2", "fsrcnn/x3", "ecbsr-m4c16/x3", "ecbsr-m4c16/x4", "espcn/x4"]
 
@@ -38,7 +38,7 @@ def main() -> int:
     from sr_edge.backends.ort_backend import OrtOptions, cpu_graph
     from sr_edge.backends.timing import interleaved_medians
     from sr_edge.bench.heap import steady_heap
-    from sr_edge.export.bundle import read_bundle
+    from sr_edge.bundle import read_bundle
     from sr_edge.upscale import NetworkUpscaler
 
     frame = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)

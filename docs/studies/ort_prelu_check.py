@@ -6,8 +6,8 @@ interleaved in 4 rounds of 7 network runs (640x360 input, 2 threads, the bench's
 heap), so host phases hit both alike; the line gives each one's median of round medians,
 the ratio, the nodes rewritten and the largest output difference (0: bit-identical)::
 
-    python benchmarks/ort_prelu_check.py
-    python benchmarks/ort_prelu_check.py --bundles export/ecbsr-m4c16/x2
+    python docs/studies/ort_prelu_check.py
+    python docs/studies/ort_prelu_check.py --bundles export/ecbsr-m4c16/x2
 
 Run it on an otherwise idle machine.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: this file is docs/studies/<name>.py
 
 
 def main() -> int:

@@ -9,8 +9,8 @@ medians, the ratio, and whether the frames are identical. ``--no-spin`` runs ONN
 with threads that never spin-wait (sr-edge lets them spin during a run and stops them when
 it returns, which frees the cores the colour threads need)::
 
-    python benchmarks/colour_check.py
-    python benchmarks/colour_check.py --bundles export/ecbsr-m4c16/x4 --backend ort [--no-spin]
+    python docs/studies/colour_check.py
+    python docs/studies/colour_check.py --bundles export/ecbsr-m4c16/x4 --backend ort [--no-spin]
 
 Run it on an otherwise idle machine.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: this file is docs/studies/<name>.py
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ are within the tolerance, the worst row, and every row outside; then the same co
 other ways to pick a row's p50 from its latency rounds (the bench keeps the lowest round
 p50; the median of rounds and the mean of the lowest two are shown for comparison)::
 
-    python benchmarks/pair_check.py benchmarks/reports/ci-cpu/results.json \\
+    python docs/studies/pair_check.py benchmarks/reports/ci-cpu/results.json \\
         benchmarks/reports/ci-cpu/results-rerun.json
 """
 

@@ -5,8 +5,8 @@ of 7 forwards each, 640x360 Y input, 2 threads, on the bench's steady heap), so 
 phases hit both alike; the line gives each layout's median of round medians, the ratio
 and the largest output difference::
 
-    python benchmarks/layout_check.py
-    python benchmarks/layout_check.py --models ecbsr-m4c16 --scales 2
+    python docs/studies/layout_check.py
+    python docs/studies/layout_check.py --models ecbsr-m4c16 --scales 2
 
 Needs the ``train`` extra (torch). Run it on an otherwise idle machine.
 """

@@ -2,8 +2,8 @@
 
 Run before measuring a baseline (``benchmarks/baselines/README.md``)::
 
-    python benchmarks/quiet_check.py                      # 3 committed x2/x3 bundles, 8 windows of 2 s
-    python benchmarks/quiet_check.py --windows 12 --seconds 1
+    python docs/studies/quiet_check.py                      # 3 committed x2/x3 bundles, 8 windows of 2 s
+    python docs/studies/quiet_check.py --windows 12 --seconds 1
 
 Each line is one round: the median latency of every session over one window. On a quiet
 machine a session's medians agree within a few percent from window to window; if they do
@@ -21,7 +21,7 @@ import numpy as np
 
 from sr_edge.backends import load_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: this file is docs/studies/<name>.py
 SESSIONS = {
     "ecbsr-m4c16/x2 openvino bf16": ("export/ecbsr-m4c16/x2", "openvino", "bf16"),
     "espcn/x3 openvino fp32": ("export/espcn/x3", "openvino", "fp32"),

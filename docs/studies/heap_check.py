@@ -4,8 +4,8 @@ Each line is a fresh process (allocation history differs per process, and with i
 much glibc hands back to the kernel between frames) timing one model's eager forward at
 640x360 under glibc's default heap and under ``sr_edge.bench.heap.steady_heap``::
 
-    python benchmarks/heap_check.py                       # ecbsr-m4c16 x2, NCHW, 4 processes per mode
-    python benchmarks/heap_check.py --model espcn --scale 3 --channels-last --processes 6
+    python docs/studies/heap_check.py                       # ecbsr-m4c16 x2, NCHW, 4 processes per mode
+    python docs/studies/heap_check.py --model espcn --scale 3 --channels-last --processes 6
 
 Needs the ``train`` extra (torch). Run it on an otherwise idle machine.
 """
