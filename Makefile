@@ -26,7 +26,7 @@ run: setup
 	$(VENV)/bin/sr-edge bench --quick --dataset samples --out results/bench.json --overwrite --report
 
 test: setup
-	$(PY) -m ruff check sr_edge tests benchmarks
+	$(PY) -m ruff check sr_edge tests benchmarks docs/studies setup.py
 	$(PY) -m sr_edge.backends.typecheck
 	$(PY) -m pytest -q
 

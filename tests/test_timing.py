@@ -1,4 +1,4 @@
-"""The interleaved timing the benchmarks/*_check.py scripts share (sr_edge.backends.timing)."""
+"""The interleaved timing the docs/studies/*_check.py scripts share (sr_edge.backends.timing)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ class OrtOptions:
     they stop spinning when the run returns (``session.force_spinning_stop``): left
     spinning, they took the cores from the frame's colour work after each run (ECBSR x4
     frame 93.6 ms vs 75.8 ms with the stop, network 48.7 vs 47.5 ms; ``spin=False`` cost
-    FSRCNN x3 network time, 148.3 vs 127.3 ms; ``python benchmarks/ort_spin_check.py``).
+    FSRCNN x3 network time, 148.3 vs 127.3 ms; ``python docs/studies/ort_spin_check.py``).
     """
 
     threads: int | None = None

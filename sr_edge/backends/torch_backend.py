@@ -32,7 +32,7 @@ class TorchOptions:
     ``channels_last``: run in NHWC memory format, PyTorch's advice for CPU convolutions
     (oneDNN then skips a reorder to and from its blocked layout around every conv). On the
     ci-cpu VM it made eager inference of every shipped model 1.15-1.54x faster at 640x360,
-    outputs equal within 6e-6 (``benchmarks/layout_check.py``), so the reference peer is
+    outputs equal within 6e-6 (``docs/studies/layout_check.py``), so the reference peer is
     not handicapped by its layout."""
 
     checkpoint: str | None = None

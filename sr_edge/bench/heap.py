@@ -6,7 +6,7 @@ page-faults the same memory in again, 4 KiB at a time. How much of that happens 
 on the process's allocation history, not on the model or the runtime: on the ci-cpu VM
 one eager (NCHW) PyTorch forward of ecbsr-m4c16 x2 at 640x360 took 37,600-57,400 fresh
 page faults and 105-129 ms p50 in four processes; with freed memory kept, 0 faults and
-53 ms in each (``python benchmarks/heap_check.py``). ONNX Runtime and OpenVINO keep their
+53 ms in each (``python docs/studies/heap_check.py``). ONNX Runtime and OpenVINO keep their
 own arenas, so it was the peers (PyTorch eager, OpenCV, bicubic) that paid, unevenly.
 
 ``steady_heap()`` sets glibc's ``M_MMAP_MAX`` to 0 (large blocks come from the heap) and
