@@ -367,3 +367,15 @@ def test_a_zoo_name_on_a_runtime_runs_its_shipped_bundle() -> None:
     assert up.name.startswith("espcn") and up(lr).shape == (27, 33, 3)
     with pytest.raises(SrEdgeError, match="unknown weights tag"):
         create_upscaler("espcn:x2", 3, backend="ort")
+
+
+def test_openvino_bf16_is_not_native_under_a_capped_onednn_isa(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sr_edge.backends.openvino_backend import _isa_cap
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "caps the kernels below AVX512_CORE_BF16" in str(_isa_cap("bf16"))
+    assert _isa_cap("fp32") is None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx10_1_512_amx")
+    assert _isa_cap("bf16") is None and _isa_cap("fp16") is None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert _isa_cap("bf16") is None

@@ -12,6 +12,7 @@ compiles take seconds; the benchmark reports ``build_seconds`` with and without 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -144,6 +145,27 @@ def precision_fallback(precision: Precision, ran: str, ov_device: str, core: Any
     return f"OpenVINO runs {ran}, not {precision}, on this {ov_device}" + (f" (native: {native})" if native else "")
 
 
+# oneDNN's ISA levels in order (ONEDNN_MAX_CPU_ISA values); bf16 and fp16 kernels need at
+# least these. OpenVINO reads the CPU's own flags for OPTIMIZATION_CAPABILITIES, so with the
+# ISA capped below them it still lists BF16 and then fails to build its bf16 convolutions.
+_ONEDNN_ISAS = (
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16",
+)  # fmt: skip
+_NEEDS_ISA = {"bf16": "AVX512_CORE_BF16", "fp16": "AVX512_CORE_FP16"}
+
+
+def _isa_cap(precision: str) -> str | None:
+    """Why ``ONEDNN_MAX_CPU_ISA`` rules ``precision`` out, or None."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    need = _NEEDS_ISA.get(precision)
+    if not cap or cap in ("ALL", "DEFAULT") or need is None or cap not in _ONEDNN_ISAS:
+        return None
+    if _ONEDNN_ISAS.index(cap) < _ONEDNN_ISAS.index(need):
+        return f"ONEDNN_MAX_CPU_ISA={cap} caps the kernels below {need}"
+    return None
+
+
 class OpenVinoBackend:
     """OpenVINO (``pip install 'sr-edge[openvino]'``)."""
 
@@ -166,6 +188,9 @@ class OpenVinoBackend:
             caps = list(core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES"))
         except Exception:  # no device or no such property: open() will tell
             return None
+        capped = _isa_cap(precision) if ov_device == "CPU" else None
+        if capped:
+            return f"OpenVINO would not run {precision} on this CPU: {capped}"
         if precision.upper() in caps:
             return None
         native = ", ".join(c for c in caps if c in ("FP32", "BF16", "FP16", "INT8"))
