@@ -84,8 +84,11 @@ class OpenVinoSession(Session):
         if options.static_shape is not None:
             shapes = ShapeRange(options.static_shape, options.static_shape, options.static_shape)
         super().__init__("openvino", bundle, bundle_spec(bundle, shapes), precision, ov_device.lower())
+        capped = _isa_cap(precision) if ov_device == "CPU" else None
         config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": _HINTS[precision],
+            # Under a capped oneDNN ISA the plugin would compile bf16/fp16 and fail at the
+            # first inference: run f32 and say so (``fallback``), as on a CPU without them.
+            "INFERENCE_PRECISION_HINT": _HINTS["fp32"] if capped else _HINTS[precision],
             "PERFORMANCE_HINT": options.performance_hint.upper(),
         }
         if options.threads is not None:
@@ -112,6 +115,8 @@ class OpenVinoSession(Session):
         ran = compiled.get_property("INFERENCE_PRECISION_HINT")
         self.execution_precision = str(getattr(ran, "get_type_name", lambda: ran)())
         self.fallback = precision_fallback(precision, self.execution_precision, ov_device, core)
+        if capped:
+            self.fallback = f"OpenVINO runs f32, not {precision}, on this CPU: {capped}"
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         try:
