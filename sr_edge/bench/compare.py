@@ -6,6 +6,11 @@ latency rose by more than ``tolerance`` (relative; network time where both files
 it, frame time otherwise; every resolution both measured) or when its PSNR-Y fell by
 more than ``psnr_tolerance_db`` on a dataset both measured. Faster or better rows pass.
 Baselines are per device: ``benchmarks/baselines/<device>.json``.
+
+A baseline's latencies describe the hardware it was measured on: :func:`compare` refuses,
+in one line, a baseline from another CPU model or another device profile (name or runtime
+table), rather than report a hardware difference as a regression or hide one. To judge a
+change on whatever machine CI lends, measure both sides in the same job: ``sr-edge gate``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,36 @@ def misfit(results: Results) -> str | None:
     return f"measured on a machine that is not a {name} ({'; '.join(failed) or 'its [detect] criteria fail'})"
 
 
+_GATE_HINT = (
+    "compare results from the same hardware, or gate a change with sr-edge gate --base REF "
+    "(both sides measured in one job)"
+)
+
+
+def other_hardware(current: Results, baseline: Results) -> str | None:
+    """One line when ``baseline`` was measured on another CPU model or for another profile, else None."""
+    where = f"baseline {baseline.path}" if baseline.path else "the baseline"
+    base_dev, cur_dev = baseline.device.get("name"), current.device.get("name")
+    if base_dev != cur_dev:
+        return f"{where} was measured for device {base_dev!r}, these results for {cur_dev!r}; {_GATE_HINT}"
+    base_rt, cur_rt = baseline.device.get("runtime") or {}, current.device.get("runtime") or {}
+    changed = sorted(k for k in set(base_rt) | set(cur_rt) if base_rt.get(k) != cur_rt.get(k))
+    if changed:
+        k = changed[0]
+        return (
+            f"{where} was measured under another {cur_dev} profile (runtime.{k} {base_rt.get(k)!r}, "
+            f"now {cur_rt.get(k)!r}); {_GATE_HINT}"
+        )
+    base_cpu = (baseline.header.get("machine") or {}).get("cpu")
+    cur_cpu = (current.header.get("machine") or {}).get("cpu")
+    if base_cpu and cur_cpu and base_cpu != cur_cpu:
+        return (
+            f"{where} was measured on {base_cpu!r}, these results on {cur_cpu!r}: "
+            f"its latencies describe other hardware; {_GATE_HINT}"
+        )
+    return None
+
+
 def compare(
     current: Results, baseline: Results, tolerance: float = 0.10, psnr_tolerance_db: float = 0.05
 ) -> list[Regression]:
@@ -61,9 +96,9 @@ def compare(
         raise SrEdgeError(f"tolerance is a fraction (0.1 = 10%), got {tolerance!r}")
     if psnr_tolerance_db < 0:
         raise SrEdgeError(f"PSNR tolerance must be >= 0 dB, got {psnr_tolerance_db!r}")
-    base_dev, cur_dev = baseline.device.get("name"), current.device.get("name")
-    if base_dev != cur_dev:
-        raise SrEdgeError(f"baseline was measured for device {base_dev!r}, these results for {cur_dev!r}")
+    refusal = other_hardware(current, baseline)
+    if refusal is not None:
+        raise SrEdgeError(refusal)
     checks: list[Regression] = []
     for b in baseline.rows:
         if not b.ok:
