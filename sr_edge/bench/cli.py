@@ -233,7 +233,11 @@ def _quality_on(settings: Mapping[str, Any]) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from . import write_report
 
-    files = write_report(args.results, args.out, dataset=args.dataset, resolution=args.resolution)
+    if len(args.results) > 1:  # one file per device: the cross-device table and each device's pick
+        from ..select_cli import devices_report
+
+        return devices_report(args)
+    files = write_report(args.results[0], args.out, dataset=args.dataset, resolution=args.resolution)
     print(files.markdown)
     for p in (files.pareto, *files.sheets):
         if p is not None:
@@ -326,8 +330,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="Markdown table, Pareto plot and visual comparison sheet from a results JSON")
-    p.add_argument("results", help="results JSON written by sr-edge bench")
+    p.add_argument(
+        "results", nargs="+",
+        help="results JSON written by sr-edge bench; several (one per device): a table of variants by device",
+    )  # fmt: skip
     p.add_argument("--out", "-o", help="output folder (default: <results>_report beside it)")
+    p.add_argument("--scale", "-s", nargs="+", type=scale_arg, help="several files: scales to tabulate (default: all)")
+    p.add_argument("--budget-ms", type=float, help="several files: one budget for all (default: each profile's)")
     p.add_argument("--dataset", "-d", help="dataset to rank and plot by (default: the first measured)")
     p.add_argument("--resolution", metavar="WxH", help="resolution to tabulate and plot (default: the first)")
     p.set_defaults(func=cmd_report)

@@ -414,3 +414,94 @@ def write_report(
     with atomic_path(md_path) as tmp:
         tmp.write_text(text)
     return ReportFiles(md_path, pareto, tuple(sheets))
+
+
+# --- Several devices: one table of variants by devices, each device's pick under its budget.
+# The picks come from sr_edge.select (which reads results through this package, so the
+# table is handed in rather than computed here).
+import typing as _typing  # noqa: E402  (kept with the functions it serves)
+
+if _typing.TYPE_CHECKING:
+    from ..select import Candidate, DevicesTable, Selection
+
+
+def _device_heading(sel: Selection) -> str:
+    where = f", {', '.join(sel.machines)}" if sel.machines else ""
+    how = "measured" if sel.measured_from else "ESTIMATED"
+    return f"{sel.device.name} ({how}{where}; {sel.resolution}, budget {sel.budget_ms:g} ms)"
+
+
+def _device_cell(c: Candidate | None, sel: Selection) -> str:
+    if c is None:
+        return "-"
+    if c.not_runnable:
+        return "n/a"
+    if c.latency_ms is None:
+        return "?"
+    text = f"{'~' if c.latency_estimated else ''}{c.latency_ms:.1f}"
+    if sel.pick is not None and c.id == sel.pick.id:
+        return f"**{text} pick**"
+    if c.verdict.startswith("over budget"):
+        return f"{text} over"
+    if c.verdict.startswith("over memory"):
+        return f"{text} memory"
+    if c.verdict.startswith("below --min-psnr"):
+        return f"{text} <PSNR"
+    return text
+
+
+def devices_markdown(table: DevicesTable) -> str:
+    """The cross-device table (variants x devices) and each device's pick, as Markdown."""
+    sels = table.selections
+    if not sels:
+        raise SrEdgeError("no device to tabulate")
+    dataset = sels[0].dataset
+    kind = sels[0].latency
+    heads = ["variant", f"PSNR-Y {dataset}", *(_device_heading(s) for s in sels)]
+    out = [
+        f"# sr-edge: x{table.scale} variants by device",
+        "",
+        f"Cells: {kind} p50 in ms; `~` marks an ESTIMATE (roofline on the profile's peaks x an efficiency fitted on "
+        "the measured machines); **pick** = that device's choice, `over` = over its budget, `n/a` = not runnable "
+        "there, `-` = not a candidate there.",
+        "",
+        "| " + " | ".join(heads) + " |",
+        "|" + "---|" * len(heads),
+    ]
+    for rid in table.row_ids:
+        q = table.psnr(rid)
+        cells = [_device_cell(table.cell(i, rid), s) for i, s in enumerate(sels)]
+        out.append("| " + " | ".join([rid, f"{q:.2f}" if q is not None else "-", *cells]) + " |")
+    out += ["", "## Picks", ""]
+    for s in sels:
+        out.append(f"- {s.headline()}" if s.pick else f"- {s.device.name}: {s.reason}")
+        if s.measured_from:
+            out.append(f"  - measured: {', '.join(s.measured_from)}")
+        est = [f for f in s.factors if not f.basis.startswith("fit")]
+        if s.estimated:
+            fitted = ", ".join(s.calibrated_on) or "no machine"
+            out.append(f"  - estimates: efficiency fitted on {fitted}")
+            out += [f"  - {f.backend}/{f.precision}: {f.basis} ({f.efficiency:.2f})" for f in est]
+        if s.device.hardware.estimated:
+            out.append("  - the profile's peak figures are themselves estimates")
+    return "\n".join(out) + "\n"
+
+
+def write_devices_report(tables: Sequence[DevicesTable], out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``devices.md`` (per scale: the cross-device table and picks) and ``devices.json`` into ``out_dir``."""
+    import json
+
+    from ..data.io import check_out_folder
+    from ..provenance import atomic_path
+
+    if not tables:
+        raise SrEdgeError("no table to write")
+    out = Path(out_dir)
+    check_out_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "devices.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(devices_markdown(t) for t in tables))
+    with atomic_path(out / "devices.json") as tmp:
+        tmp.write_text(json.dumps([t.to_json() for t in tables], indent=2))
+    return path
