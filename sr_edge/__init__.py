@@ -20,6 +20,7 @@ from .evaluate import EvalResult, degrade, evaluate
 from .export import export_bundle
 from .metrics import psnr, ssim
 from .resolve import create_upscaler
+from .select import Selection, SelectOptions, select
 from .upscale import Bicubic, NetworkUpscaler, Upscaler, upscale_image
 from .version import __version__
 
@@ -66,6 +67,8 @@ __all__ = [
     "NetworkUpscaler",
     "PruneConfig",
     "QuantConfig",
+    "SelectOptions",
+    "Selection",
     "SrEdgeError",
     "TrainConfig",
     "Upscaler",
@@ -89,6 +92,7 @@ __all__ = [
     "read_image",
     "resolve_dataset",
     "rgb_to_y",
+    "select",
     "ssim",
     "train",
     "upscale_image",
