@@ -20,16 +20,20 @@ of every file; each failure is one line naming what to do. Nothing here imports 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import SrEdgeError, one_line
 from .provenance import sha256_file
 from .types import ColorMode
+
+if TYPE_CHECKING:
+    import onnx
 
 FORMAT = "sr-edge-bundle"
 FORMAT_VERSION = 1
@@ -112,6 +116,22 @@ class Bundle:
     def name(self) -> str:
         """A short display name: model, scale and precision."""
         return f"{self.model}-x{self.scale}-{self.precision}"
+
+    @functools.cached_property
+    def receptive_field(self) -> int | None:
+        """How far (in LR pixels) an output pixel's inputs reach from its own LR pixel.
+
+        The manifest's ``receptive_field`` where the exporter recorded it, else computed
+        from the graph (:func:`graph_receptive_field`), so bundles exported before the
+        field existed tile just as exactly. ``None``: the graph holds an operation whose
+        reach is not known (a global pooling, a reshape), so it cannot be tiled exactly.
+        """
+        recorded = self.manifest.get("receptive_field")
+        if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 0:
+            return recorded
+        import onnx
+
+        return graph_receptive_field(onnx.load(str(self.onnx_path), load_external_data=False))
 
 
 def bundle_dir(path: str | os.PathLike[str]) -> Path:
@@ -254,3 +274,175 @@ def metadata_props(manifest: Mapping[str, Any]) -> dict[str, str]:
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         out[METADATA_PREFIX + key] = text
     return out
+
+
+# Operations that map each pixel to the same pixel (on any channels): they add no reach.
+_POINTWISE = frozenset(
+    "Abs Add BatchNormalization Cast Ceil Clip DequantizeLinear Div Dropout Elu Erf Exp Floor Gelu HardSigmoid "
+    "HardSwish Identity LeakyRelu Log Max Mean Min Mish Mul Neg Pow PRelu QuantizeLinear Reciprocal Relu Round "
+    "Selu Sigmoid Softplus Sqrt Sub Sum Tanh Where".split()
+)
+_CHANNEL_AXES = (1, -3)  # NCHW: concatenating or splitting channels keeps pixels in place
+_ONE_IMAGE_INPUT = frozenset({"Conv", "ConvTranspose", "Resize", "DepthToSpace"})
+Interval = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """What the walk reads from a graph's constant tensors: shapes (conv kernels) and
+    short float vectors (Resize scales)."""
+
+    shapes: Mapping[str, tuple[int, ...]]
+    vectors: Mapping[str, tuple[float, ...]]
+
+    @classmethod
+    def of(cls, graph: onnx.GraphProto) -> _Constants:
+        from onnx import numpy_helper
+
+        arrays = [(t.name, numpy_helper.to_array(t)) for t in graph.initializer]
+        for node in graph.node:
+            if node.op_type == "Constant" and "value" in _attrs(node):
+                arrays.append((node.output[0], numpy_helper.to_array(_attrs(node)["value"])))
+        shapes = {name: tuple(int(d) for d in a.shape) for name, a in arrays}
+        vectors = {name: tuple(float(v) for v in a.ravel()) for name, a in arrays if a.ndim == 1 and a.size <= 8}
+        return cls(shapes, vectors)
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _text(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _conv_axis(node: onnx.NodeProto, consts: _Constants, axis: int) -> tuple[int, int, int] | None:
+    """(dilated kernel span, stride, padding before) of a Conv / ConvTranspose on one spatial axis."""
+    a = _attrs(node)
+    kernel = a.get("kernel_shape")
+    if kernel is None and len(node.input) > 1 and node.input[1] in consts.shapes:
+        kernel = consts.shapes[node.input[1]][2:]
+    if kernel is None or len(kernel) != 2:
+        return None
+    span = int(a.get("dilations", [1, 1])[axis]) * (int(kernel[axis]) - 1)
+    stride = int(a.get("strides", [1, 1])[axis])
+    auto = _text(a.get("auto_pad"), "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER") and node.op_type == "Conv":
+        before = span // 2 if auto == "SAME_UPPER" else -(-span // 2)
+    elif auto == "VALID":
+        before = 0
+    else:
+        before = int(a.get("pads", [0, 0, 0, 0])[axis])
+    return span, stride, before
+
+
+def _resize_factor(node: onnx.NodeProto, consts: _Constants, axis: int) -> int | None:
+    scales = consts.vectors.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if scales is None or len(scales) != 4:
+        return None
+    factor = scales[2 + axis]
+    return int(factor) if factor >= 1 and factor == int(factor) else None
+
+
+def _reads(node: onnx.NodeProto, out: Interval, axis: int, consts: _Constants) -> Interval | None:
+    """The input pixels (one spatial axis, inclusive) that output pixels ``out`` of ``node`` read;
+    ``None`` for an operation whose reach is not known."""
+    lo, hi = out
+    op = node.op_type
+    if op in _POINTWISE:
+        return out
+    if op in ("Concat", "Split"):
+        return out if _attrs(node).get("axis", 0) in _CHANNEL_AXES else None
+    if op == "DepthToSpace":
+        block = int(_attrs(node)["blocksize"])
+        return lo // block, hi // block
+    if op in ("Conv", "ConvTranspose"):
+        geometry = _conv_axis(node, consts, axis)
+        if geometry is None:
+            return None
+        span, stride, before = geometry
+        if op == "Conv":
+            # a strided (downsampling) conv is not part of any SR graph this walk knows
+            return (lo - before, hi - before + span) if stride == 1 else None
+        # ConvTranspose: out[o] += in[i] * w[j] where o = i * stride - before + dilation * j
+        return -(-(lo + before - span) // stride), (hi + before) // stride
+    if op == "Resize":
+        factor = _resize_factor(node, consts, axis)
+        if factor is None:
+            return None
+        reach = 1 if _text(_attrs(node).get("mode"), "nearest") == "nearest" else 2
+        return lo // factor - reach, hi // factor + reach
+    return None
+
+
+def _upscale_factor(graph: onnx.GraphProto, consts: _Constants, data: set[str]) -> int | None:
+    """The product of the DepthToSpace blocks, ConvTranspose strides and Resize factors on the
+    image path (the largest where branches differ)."""
+    factor = {graph.input[0].name: 1}
+    for node in graph.node:
+        ins = [factor[i] for i in node.input if i in factor]
+        if not ins:
+            continue
+        f = max(ins)
+        if node.op_type == "DepthToSpace":
+            f *= int(_attrs(node)["blocksize"])
+        elif node.op_type == "ConvTranspose":
+            f *= (_conv_axis(node, consts, 0) or (0, 1, 0))[1]
+        elif node.op_type == "Resize":
+            f *= _resize_factor(node, consts, 0) or 1
+        factor.update((o, f) for o in node.output if o in data)
+    return factor.get(graph.output[0].name)
+
+
+def graph_receptive_field(model: onnx.ModelProto) -> int | None:
+    """The reach, in LR pixels, of an SR graph's output pixels: the overlap tiles need.
+
+    For each output pixel of one period (the scale) on each axis, the LR pixels it reads
+    are found by walking the graph backwards from the output, every operation mapping the
+    interval of pixels it writes to the interval it reads (a convolution widens it by its
+    padding and dilated kernel, asymmetric pads included; a ConvTranspose or DepthToSpace
+    divides it by its stride or block; pointwise operations keep it). The answer is the
+    largest distance from an output pixel's own LR pixel to a pixel it reads, so tiles that
+    overlap by at least this much stitch to the whole-image result. ``None`` where an
+    operation on the image path has an unknown or global reach (pooling, reshapes, attention).
+    """
+    graph = model.graph
+    if len(graph.input) < 1 or len(graph.output) != 1:
+        return None
+    consts = _Constants.of(graph)
+    image_in = graph.input[0].name
+    data = {image_in}  # the tensors computed from the image (weights and shapes are not)
+    for node in graph.node:
+        if any(i in data for i in node.input):
+            data.update(node.output)
+    scale = _upscale_factor(graph, consts, data)
+    if scale is None or scale < 1:
+        return None
+    base = 1 << 20  # an LR pixel far from every border, so no interval is clipped
+    reach = 0
+    for axis in range(2):
+        for residue in range(scale):
+            o = base * scale + residue
+            need: dict[str, Interval] = {graph.output[0].name: (o, o)}
+            for node in reversed(graph.node):
+                written = [need[n] for n in node.output if n in need]
+                if not written or not any(i in data for i in node.input):
+                    continue
+                got = _reads(node, (min(w[0] for w in written), max(w[1] for w in written)), axis, consts)
+                if got is None:
+                    return None
+                # the pixels of a conv or resize come through its first input (the rest are
+                # weights, scales or sizes, perhaps computed from the image's shape)
+                pixels = node.input[:1] if node.op_type in _ONE_IMAGE_INPUT else node.input
+                for name in (i for i in pixels if i in data):
+                    lo, hi = need.get(name, got)
+                    need[name] = (min(lo, got[0]), max(hi, got[1]))
+            if image_in not in need:
+                return None
+            lo, hi = need[image_in]
+            reach = max(reach, base - lo, hi - base)
+    return reach

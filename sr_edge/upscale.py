@@ -9,6 +9,11 @@ model card asks for: ``rgb`` models get RGB; ``y`` models get the Y channel of M
 ``rgb2ycbcr`` while Cb/Cr are upscaled with bicubic (Pillow's C resampler, same kernel),
 as the classic SR papers did. That colour work runs on ``workers`` threads (default: 2
 where the machine has them); at x4 it costs as much as a small network.
+
+Every upscaler states its ``receptive_field``: how many LR pixels away from its own LR
+pixel an output pixel reads (``None`` where unknown). :mod:`sr_edge.runtime.tiling` cuts
+large images into tiles that overlap by that much (and by :data:`BICUBIC_REACH` for the
+bicubic work around the network), so stitched tiles equal the whole-image result.
 """
 
 from __future__ import annotations
@@ -24,15 +29,33 @@ from .data.threads import default_workers
 from .errors import SrEdgeError
 from .types import SCALES, ColorMode, check_scale
 
-__all__ = ["SCALES", "Bicubic", "ColorMode", "NetworkUpscaler", "Upscaler", "check_scale", "upscale_image"]
+__all__ = [
+    "BICUBIC_REACH",
+    "SCALES",
+    "Bicubic",
+    "ColorMode",
+    "NetworkUpscaler",
+    "Upscaler",
+    "check_scale",
+    "upscale_image",
+]
 TensorFn = Callable[[np.ndarray], np.ndarray]
 _PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
+# How far (in LR pixels) the bicubic upscalers used here read from an output pixel's own
+# LR pixel: MATLAB imresize (the bicubic baseline, alpha) and Pillow's BICUBIC (Y models'
+# chroma) both take the 4 taps within 2 px of the output's centre, which lies up to half a
+# pixel from its own LR pixel's centre; the window's rounding adds one more.
+BICUBIC_REACH = 3
 
 
 @runtime_checkable
 class Upscaler(Protocol):
-    """LR image in, SR image out (same dtype and channel count)."""
+    """LR image in, SR image out (same dtype and channel count).
+
+    An upscaler may also carry ``receptive_field`` (int LR pixels, or ``None``): tiling
+    needs it, and treats an upscaler without it as one of unknown reach.
+    """
 
     name: str
     scale: int
@@ -73,6 +96,7 @@ class Bicubic:
     def __init__(self, scale: int) -> None:
         self.name = "bicubic"
         self.scale = check_scale(scale)
+        self.receptive_field: int | None = 0  # no network: only the bicubic reach
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         lr = _check_lr(lr)
@@ -83,9 +107,21 @@ class Bicubic:
 
 
 class NetworkUpscaler:
-    """Colour handling around a network that maps N x C x h x w to N x C x sh x sw floats."""
+    """Colour handling around a network that maps N x C x h x w to N x C x sh x sw floats.
 
-    def __init__(self, name: str, scale: int, color_mode: ColorMode, run: TensorFn, workers: int | None = None) -> None:
+    ``receptive_field``: the network's reach in LR pixels (a bundle's
+    :attr:`~sr_edge.bundle.Bundle.receptive_field`); ``None`` where unknown (no exact tiling).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        scale: int,
+        color_mode: ColorMode,
+        run: TensorFn,
+        workers: int | None = None,
+        receptive_field: int | None = None,
+    ) -> None:
         if color_mode not in ("rgb", "y"):
             raise SrEdgeError(f"colour mode must be 'rgb' or 'y', got {color_mode!r}")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -94,6 +130,7 @@ class NetworkUpscaler:
         self.scale = check_scale(scale)
         self.color_mode: ColorMode = color_mode
         self._run = run
+        self.receptive_field = receptive_field
         # threads for the colour work around the network (bicubic chroma, YCbCr -> RGB)
         self.workers = default_workers() if workers is None else workers
 

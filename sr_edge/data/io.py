@@ -5,12 +5,19 @@ dtype uint8 or uint16 as stored in the file. Pillow silently reduces 16-bit colo
 TIFF files to 8 bits, so those go through pypng / tifffile instead. Writing is atomic
 (temp file + rename), so a failed write never leaves a half-written file in place of the
 user's.
+
+Very large outputs are written band by band (:func:`write_image_bands`): a PNG is encoded
+as its rows arrive (:class:`PngBandWriter`), so the whole output never has to sit in memory.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -176,22 +183,14 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
     from PIL import Image
 
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
+    if p.suffix.lower() not in IMAGE_SUFFIXES:
         raise SrEdgeError(f"{p}: unknown image suffix {p.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4) or img.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"write_image expects H x W x {{1,2,3,4}} uint8/uint16, got {img.shape} {img.dtype}")
     channels = img.shape[-1]
-    if suffix in (".jpg", ".jpeg") and channels in (2, 4):
-        raise SrEdgeError(f"{p}: JPEG cannot store an alpha channel; write .png or .tif instead")
-    if suffix == ".bmp" and channels in (2, 4):
-        raise SrEdgeError(f"{p}: sr-edge does not write alpha to BMP; write .png or .tif instead")
-    if img.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
-        raise SrEdgeError(f"{p}: {suffix} cannot store 16-bit pixels; write .png or .tif to keep them")
-    if not p.parent.exists():
-        raise SrEdgeError(f"{p}: folder {p.parent} does not exist")
+    suffix = _check_target(p, channels, img.dtype)
 
     from ..provenance import temp_beside
 
@@ -215,6 +214,144 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
             fmt = _FORMATS[suffix]
             pil.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
         os.chmod(tmp, 0o644)  # mkstemp's 0600 is not what a user expects of an image
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (grey, grey+alpha, RGB, RGBA)
+
+
+class PngBandWriter:
+    """A PNG encoder fed bands of rows top to bottom, holding only one band at a time.
+
+    Pillow encodes a PNG from a whole image, and pypng's streaming writer leaves rows
+    unfiltered, which made a 1024x1024 photo 1.9x the size Pillow writes; here every row
+    gets the Paeth filter (computed for a whole band at once: it reads only unfiltered
+    bytes) and the stream is deflated at zlib level 6, as Pillow does (same photo: 3% larger
+    than Pillow's adaptive per-row filter choice).
+    """
+
+    def __init__(self, f: BinaryIO, width: int, height: int, channels: int, dtype: np.dtype, level: int = 6) -> None:
+        if channels not in _PNG_COLOUR_TYPES or np.dtype(dtype) not in (np.uint8, np.uint16):
+            raise ValueError(f"PNG stores 1-4 channels of uint8/uint16, got {channels} x {dtype}")
+        if width < 1 or height < 1:
+            raise ValueError(f"PNG needs at least one pixel, got {width}x{height}")
+        self._f = f
+        self.width, self.height, self.channels = width, height, channels
+        self.dtype = np.dtype(dtype)
+        depth = 8 * self.dtype.itemsize
+        self._bpp = channels * self.dtype.itemsize  # bytes per pixel: the Paeth filter's "left" distance
+        self._prev = np.zeros(width * self._bpp, np.uint8)  # the row above the first is zeros
+        self._rows = 0
+        self._zip = zlib.compressobj(level)
+        f.write(_PNG_SIGNATURE)
+        self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, _PNG_COLOUR_TYPES[channels], 0, 0, 0))
+
+    def _chunk(self, kind: bytes, data: bytes) -> None:
+        self._f.write(struct.pack(">I", len(data)) + kind + data)
+        self._f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))
+
+    def write(self, band: np.ndarray) -> None:
+        """Append rows (k x width x channels, the writer's dtype)."""
+        if band.ndim == 2:
+            band = band[..., None]
+        if band.shape[1:] != (self.width, self.channels) or band.dtype != self.dtype:
+            raise ValueError(f"band of {band.shape} {band.dtype} does not fit a {self.width}-wide {self.dtype} PNG")
+        if self._rows + band.shape[0] > self.height:
+            raise ValueError(f"more rows than the PNG's height {self.height}")
+        # filter a few MB at a time: the filter's int16 temporaries would otherwise be ~10x the band
+        step = max(1, (4 << 20) // (self.width * self._bpp))
+        for r in range(0, band.shape[0], step):
+            self._write_rows(band[r : r + step])
+
+    def _write_rows(self, band: np.ndarray) -> None:
+        raw = np.ascontiguousarray(band, dtype=self.dtype.newbyteorder(">")).view(np.uint8)
+        raw = raw.reshape(band.shape[0], -1)
+        x = raw.astype(np.int16)
+        up = np.empty_like(x)
+        up[0] = self._prev
+        up[1:] = x[:-1]
+        left = np.zeros_like(x)
+        left[:, self._bpp :] = x[:, : -self._bpp]
+        upleft = np.zeros_like(x)
+        upleft[:, self._bpp :] = up[:, : -self._bpp]
+        # Paeth predictor (PNG spec 9.4): whichever of left, up, up-left is nearest to left + up - up-left
+        pa, pb, pc = np.abs(up - upleft), np.abs(left - upleft), np.abs(left + up - 2 * upleft)
+        pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+        filtered = np.empty((raw.shape[0], raw.shape[1] + 1), np.uint8)
+        filtered[:, 0] = 4  # filter type Paeth
+        np.subtract(x, pred, out=x)
+        filtered[:, 1:] = x.astype(np.uint8)  # modulo 256, as the filter is defined
+        self._prev = raw[-1].copy()
+        self._rows += raw.shape[0]
+        data = self._zip.compress(filtered.tobytes())
+        if data:
+            self._chunk(b"IDAT", data)
+
+    def close(self) -> None:
+        """Finish the stream (every row must have been written)."""
+        if self._rows != self.height:
+            raise ValueError(f"PNG got {self._rows} of its {self.height} rows")
+        self._chunk(b"IDAT", self._zip.flush())
+        self._chunk(b"IEND", b"")
+
+
+def _check_target(p: Path, channels: int, dtype: np.dtype) -> str:
+    """The target's lower-case suffix, after the one-line refusals write_image makes."""
+    suffix = p.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise SrEdgeError(f"{p}: unknown image suffix {p.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if suffix in (".jpg", ".jpeg") and channels in (2, 4):
+        raise SrEdgeError(f"{p}: JPEG cannot store an alpha channel; write .png or .tif instead")
+    if suffix == ".bmp" and channels in (2, 4):
+        raise SrEdgeError(f"{p}: sr-edge does not write alpha to BMP; write .png or .tif instead")
+    if dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
+        raise SrEdgeError(f"{p}: {suffix} cannot store 16-bit pixels; write .png or .tif to keep them")
+    if not p.parent.exists():
+        raise SrEdgeError(f"{p}: folder {p.parent} does not exist")
+    return suffix
+
+
+def write_image_bands(
+    path: str | os.PathLike[str],
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype,
+    bands: Iterable[np.ndarray],
+    quality: int = 95,
+) -> Path:
+    """Write an image that arrives as bands of rows, top to bottom, atomically.
+
+    A PNG is encoded as the bands arrive (:class:`PngBandWriter`): memory holds one band,
+    not the image. Other formats (their encoders take a whole image) are assembled into
+    one array of the output's integer type, then written by :func:`write_image`.
+    """
+    p = Path(path)
+    dtype = np.dtype(dtype)
+    if _check_target(p, channels, dtype) != ".png":
+        out = np.empty((height, width, channels), dtype)
+        row = 0
+        for band in bands:
+            out[row : row + band.shape[0]] = band.reshape(band.shape[0], width, channels)
+            row += band.shape[0]
+        if row != height:
+            raise ValueError(f"{p}: got {row} of {height} rows")
+        return write_image(p, out, quality)
+
+    from ..provenance import temp_beside
+
+    tmp = temp_beside(p)
+    try:
+        with open(tmp, "wb") as f:
+            writer = PngBandWriter(f, width, height, channels, dtype)
+            for band in bands:
+                writer.write(band)
+            writer.close()
+        os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

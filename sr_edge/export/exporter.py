@@ -40,7 +40,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bundle import FORMAT, FORMAT_VERSION, INPUT_NAME, MANIFEST, MODEL_FILE, OUTPUT_NAME, ColorMode, metadata_props
+from ..bundle import (
+    FORMAT,
+    FORMAT_VERSION,
+    INPUT_NAME,
+    MANIFEST,
+    MODEL_FILE,
+    OUTPUT_NAME,
+    ColorMode,
+    graph_receptive_field,
+    metadata_props,
+)
 from ..data.datasets import check_data_root
 from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError
@@ -244,6 +254,8 @@ def export_bundle(
         },
         "opset": config.opset,
         "precision": graph_precision(model),
+        # LR pixels an output pixel reads around its own: the overlap exact tiling needs (None: unknown)
+        "receptive_field": graph_receptive_field(model),
         "graph_sha256": bare_sha,
         "source": src.record,
         "export": {
