@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,openvino,bench,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,openvino,bench,video,dev]'
 	# tensorrt-stubs declares a dependency on tensorrt itself, which is not on PyPI for this
 	# machine; the stubs alone are what mypy needs.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'tensorrt-stubs>=10,<11'

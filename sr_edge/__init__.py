@@ -36,10 +36,10 @@ _LAZY = {
     "list_models": ("sr_edge.models", "list_models"),
     "train": ("sr_edge.train", "train"),
     "TrainConfig": ("sr_edge.train", "TrainConfig"),
-    "prune": ("sr_edge.compress", "prune"),
-    "PruneConfig": ("sr_edge.compress", "PruneConfig"),
-    "quantize": ("sr_edge.compress", "quantize"),
-    "QuantConfig": ("sr_edge.compress", "QuantConfig"),
+    "prune": ("sr_edge.compress.prune", "prune"),
+    "PruneConfig": ("sr_edge.compress.prune", "PruneConfig"),
+    "quantize": ("sr_edge.compress.quantize", "quantize"),
+    "QuantConfig": ("sr_edge.compress.quantize", "QuantConfig"),
 }
 
 

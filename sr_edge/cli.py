@@ -361,6 +361,8 @@ _VERB_MODULES = (
     "sr_edge.compress.quant_cli",
     "sr_edge.backends.cli",
     "sr_edge.bench.cli",
+    "sr_edge.select_cli",
+    "sr_edge.recipe.cli",
 )
 
 
