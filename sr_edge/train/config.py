@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from ..data.degrade import DegradationConfig, resolve_degradation
 from ..errors import SrEdgeError
 from ..types import check_scale
 
@@ -87,9 +88,19 @@ class TrainConfig:
     channels_last: bool = False
     model_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     perceptual: PerceptualConfig | None = None
+    # How LR patches are made: "bicubic" (the protocol's clean LR), "realistic" (the preset of
+    # blur, resamplers, noise and JPEG) or a degradation .toml file. The settings it names are
+    # resolved once into ``degradation_config`` and saved with every checkpoint, so a resumed
+    # run uses the saved settings (and refuses a file that has changed since).
+    degradation: str = "bicubic"
+    degradation_config: DegradationConfig | None = None
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
+        if self.degradation_config is None and self.degradation != "bicubic":
+            object.__setattr__(self, "degradation_config", resolve_degradation(self.degradation))
+        elif self.degradation == "bicubic" and self.degradation_config is not None:
+            raise SrEdgeError("degradation 'bicubic' takes no degradation settings")
         if not self.data:
             raise SrEdgeError("no training data given; pass --data with one or more image folders")
         positive = ("steps", "batch_size", "patch_size", "val_every", "ckpt_every", "log_every")
@@ -141,6 +152,8 @@ class TrainConfig:
         d["model_options"] = tuple(sorted(dict(d.get("model_options") or {}).items()))
         if d.get("perceptual") is not None:
             d["perceptual"] = PerceptualConfig(**d["perceptual"])
+        if d.get("degradation_config") is not None:
+            d["degradation_config"] = DegradationConfig.from_mapping(d["degradation_config"])
         return cls(**d)
 
     # Fields that may change when a run is resumed. All but ``steps`` leave the result
