@@ -306,6 +306,7 @@ def _setup(
         config.scale_augment,
         config.augment,
         config.skip_small,
+        degradation=config.degradation_config,
     )
     val_set = Dataset("held-out", out, tuple(val_files)) if val_files else None
     net: nn.Module = model
