@@ -4,6 +4,10 @@ HR is cropped to a multiple of the scale (top-left kept), LR = MATLAB bicubic
 ``imresize(HR, 1/s)`` rounded to the HR's integer type, SR = the upscaler's output (in the
 same integer type, as a saved file), then PSNR/SSIM on Y with ``s`` pixels shaved.
 Dataset means are plain means over images.
+
+With a :class:`~sr_edge.data.degrade.LrDegradation` (``--degrade jpeg:75``, ``noise:5``,
+``blur:1.2``, ...) the protocol's LR is degraded further before it is upscaled (noise seeded
+by the image's name), to compare models on realistic input; HR and the metrics are unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .data.datasets import Dataset, resolve_dataset
+from .data.degrade import LrDegradation
 from .data.io import read_image, split_alpha
 from .data.resize import imresize, modcrop
 from .errors import SrEdgeError
@@ -57,13 +62,15 @@ class EvalResult:
     ssim_y: float
     images: tuple[ImageScore, ...] = field(default_factory=tuple)
     psnr_rgb: float | None = None
+    degrade: str | None = None  # the LR degradation on top of the protocol's (None: clean LR)
 
     def to_json(self) -> dict[str, Any]:
-        """The documented JSON form (``psnr_rgb`` only when it was computed)."""
+        """The documented JSON form (``psnr_rgb`` and ``degrade`` only when set)."""
         d = asdict(self)
         d["images"] = [{k: v for k, v in asdict(i).items() if v is not None} for i in self.images]
-        if self.psnr_rgb is None:
-            d.pop("psnr_rgb")
+        for optional in ("psnr_rgb", "degrade"):
+            if d[optional] is None:
+                d.pop(optional)
         return d
 
 
@@ -73,10 +80,15 @@ def load_hr(path: Path) -> np.ndarray:
     return colour
 
 
-def iter_pairs(dataset: Dataset, scale: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, HR, LR) for every image of a dataset under the protocol degradation."""
+def iter_pairs(
+    dataset: Dataset, scale: int, degradation: LrDegradation | None = None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, HR, LR) for every image of a dataset under the protocol degradation, then
+    ``degradation`` on the LR (seeded by the image's name)."""
     for path in dataset.files:
         hr, lr = degrade(load_hr(path), scale, name=str(path))
+        if degradation is not None:
+            lr = degradation.apply(lr, key=path.stem)
         yield path.stem, hr, lr
 
 
@@ -85,11 +97,14 @@ def evaluate(
     dataset: Dataset | str | os.PathLike[str] | None = None,
     rgb: bool = False,
     progress: bool = False,
+    degradation: LrDegradation | None = None,
 ) -> EvalResult:
     """Measure ``upscaler`` on every image of ``dataset`` at the upscaler's scale.
 
     ``dataset``: a :class:`Dataset`, a name (``"Set5"``) or folder that
     :func:`~sr_edge.data.resolve_dataset` finds, or None for the embedded samples.
+    ``degradation``: applied to each protocol LR before upscaling (see
+    :func:`~sr_edge.data.degrade.parse_degrade`); None or no operations: the clean protocol.
     """
     from tqdm import tqdm
 
@@ -97,11 +112,13 @@ def evaluate(
         dataset = resolve_dataset(dataset)
     scale = upscaler.scale
     scores: list[ImageScore] = []
-    pairs = iter_pairs(dataset, scale)
+    if degradation is not None and not degradation.ops:
+        degradation = None
+    pairs = iter_pairs(dataset, scale, degradation)
     bar = tqdm(
         pairs,
         total=len(dataset),
-        desc=f"{upscaler.name} {dataset.name} x{scale}",
+        desc=f"{upscaler.name} {dataset.name} x{scale}" + (f" {degradation.name}" if degradation else ""),
         disable=None if progress else True,
         leave=False,
     )
@@ -121,4 +138,5 @@ def evaluate(
         ssim_y=float(np.mean([s.ssim_y for s in scores])),
         images=tuple(scores),
         psnr_rgb=float(np.mean([s.psnr_rgb for s in scores if s.psnr_rgb is not None])) if rgb else None,
+        degrade=degradation.name if degradation is not None else None,
     )
