@@ -3,6 +3,11 @@
 :func:`choose_crop` picks the box once per run (the most detailed region of the most
 detailed image); :func:`prepare_crops` writes its HR reference per scale beside the
 results file, and :meth:`CropSheet.write_sr` cuts the same box from a row's SR output.
+
+The sheet also gets a degraded-input row (:data:`SHEET_DEGRADE`, a JPEG at quality 50 of
+the protocol's LR, as a phone photo would be): :func:`prepare_crops` writes the degraded LR
+box (what the models see), and :meth:`CropSheet.write_sr` the box of each row's output on
+it beside its clean crop, named by the header's ``degraded.suffix``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from ..data.datasets import Dataset
+from ..data.degrade import LrDegradation, parse_degrade
 
 CROP_ALIGN = 12  # crop boxes on multiples of 12 sit on the LR grid at x2, x3 and x4
+SHEET_DEGRADE = "jpeg:50"  # the degraded-input row's LR: --degrade form (see sr_edge.data.degrade)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,12 @@ def crop_lr(spec: CropSpec, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr[spec.top : spec.top + spec.size, spec.left : spec.left + spec.size], lr
 
 
+def crop_degraded_lr(spec: CropSpec, scale: int, degradation: LrDegradation) -> np.ndarray:
+    """The full LR image of the box's image, degraded as ``sr-edge eval --degrade`` degrades it."""
+    _, lr = crop_lr(spec, scale)
+    return degradation.apply(lr, key=spec.image)
+
+
 def crops_folder(out: Path) -> Path:
     """The folder beside a results file that holds its crops."""
     return out.with_name(f"{out.stem}_crops")
@@ -94,21 +107,34 @@ class CropSheet:
     spec: CropSpec
     folder: Path
     info: dict[str, Any]
+    degradation: LrDegradation | None = None
 
     def write_sr(self, row_id: str, scale: int, upscaler: Callable[[np.ndarray], np.ndarray]) -> str:
-        """Upscale the box's LR image at ``scale``, write the box of the output, and return the file name."""
+        """Upscale the box's LR image at ``scale``, write the box of the output, and return the file name.
+
+        With a degraded-input row, the box of the output on the degraded LR is written too,
+        as the returned name's stem + ``info["degraded"]["suffix"]``."""
         from ..data.io import write_image
 
         spec = self.spec
+        box = (slice(spec.top, spec.top + spec.size), slice(spec.left, spec.left + spec.size))
         _, lr = crop_lr(spec, scale)
-        sr = upscaler(lr)[spec.top : spec.top + spec.size, spec.left : spec.left + spec.size]
         name = f"{_safe(row_id)}.png"
-        write_image(self.folder / name, sr)
+        write_image(self.folder / name, upscaler(lr)[box])
+        if self.degradation is not None:
+            degraded = upscaler(crop_degraded_lr(spec, scale, self.degradation))[box]
+            write_image(self.folder / f"{_safe(row_id)}{self.info['degraded']['suffix']}.png", degraded)
         return name
 
 
-def prepare_crops(dataset: Dataset, size: int, scales: Iterable[int], out: Path) -> CropSheet | None:
-    """Choose the box on ``dataset`` and write its HR crop for each scale beside ``out`` (None: no box fits)."""
+def prepare_crops(
+    dataset: Dataset, size: int, scales: Iterable[int], out: Path, degrade: str | None = SHEET_DEGRADE
+) -> CropSheet | None:
+    """Choose the box on ``dataset`` and write its HR crop for each scale beside ``out`` (None: no box fits).
+
+    ``degrade`` (a ``--degrade`` form; None: no degraded row) also writes the box of the
+    degraded LR per scale, the input of the sheet's degraded-input row."""
+    degradation = parse_degrade(degrade) if degrade else None
     spec = choose_crop(dataset, size)
     if spec is None:
         return None
@@ -116,17 +142,26 @@ def prepare_crops(dataset: Dataset, size: int, scales: Iterable[int], out: Path)
     folder.mkdir(parents=True, exist_ok=True)
     from ..data.io import write_image
 
-    hr_files = {}
+    hr_files, inputs = {}, {}
+    tag = _safe(degradation.name.replace(":", "")) if degradation else ""
     for scale in sorted(set(scales)):
         hr_crop, _ = crop_lr(spec, scale)
         name = f"hr_x{scale}.png"
         write_image(folder / name, hr_crop)
         hr_files[str(scale)] = name
-    info = {
+        if degradation is not None:
+            lr = crop_degraded_lr(spec, scale, degradation)
+            t, left, n = spec.top // scale, spec.left // scale, spec.size // scale
+            inputs[str(scale)] = f"input_{tag}_x{scale}.png"
+            write_image(folder / inputs[str(scale)], lr[t : t + n, left : left + n])
+    info: dict[str, Any] = {
         "folder": folder.name,
         "dataset": spec.dataset,
         "image": spec.image,
         "box": [spec.top, spec.left, spec.size],
         "hr": hr_files,
     }
-    return CropSheet(spec, folder, info)
+    if degradation is not None:
+        # the row's input (LR box) per scale, and the suffix of each row's output on it
+        info["degraded"] = {"form": degradation.name, "input": inputs, "suffix": f"__{tag}"}
+    return CropSheet(spec, folder, info, degradation)
