@@ -175,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("dst", help="folder for the slowed copy (must not exist)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--convs", type=int, help="identity convolutions to insert")
+    p.add_argument("--point", type=int, help="with --convs: which inner map, narrowest first (default: >= 8 ch)")
     g.add_argument("--target", type=float, help="slowdown to aim at (0.15 = 15%%): measured here, interleaved")
     p.add_argument("--backend", default="ort")
     p.add_argument("--resolution", default="640x360", help="LR frame WxH the target is measured at")
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if Path(args.dst).exists():
             raise SrEdgeError(f"{args.dst} already exists; choose another destination")
         if args.convs is not None:
-            print(inject(args.src, args.dst, args.convs))
+            print(inject(args.src, args.dst, args.convs, args.point))
             return 0
         from ..devices import Resolution
 
