@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -53,6 +52,19 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> Non
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: object) -> subprocess.CompletedProcess[str]:
+    """``sr-edge ARGS`` run by ``sr_edge.cli.main`` in this process (a usage error exits)."""
+    from sr_edge.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:
+        rc = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), rc, out, err)
 
 
 # --- receptive field -----------------------------------------------------------------------
@@ -276,7 +288,7 @@ def _mixed_folder(root: Path) -> dict[str, tuple[int, ...]]:
             "photo.jpg": (40, 48, 3), "sub/inner.png": (40, 48, 3)}  # fmt: skip
 
 
-def test_folder_of_mixed_inputs(tmp_path: Path) -> None:
+def test_folder_of_mixed_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     expected = _mixed_folder(tmp_path / "in")
     out = tmp_path / "out"
     proc = cli("upscale", "bicubic", tmp_path / "in", "--out", out, "--recursive")
@@ -288,9 +300,9 @@ def test_folder_of_mixed_inputs(tmp_path: Path) -> None:
         assert got.shape == shape, rel
     assert read_image(out / "deep.png").dtype == np.uint16
     assert not (out / "broken.png").exists() and not (out / "notes.txt").exists()
-    again = cli("upscale", "bicubic", tmp_path / "in", "--out", out, "--recursive")
+    again = in_process(capsys, "upscale", "bicubic", tmp_path / "in", "--out", out, "--recursive")
     assert again.returncode == 1 and "0 written, 6 skipped" in again.stderr, again.stderr
-    flat = cli("upscale", "bicubic", tmp_path / "in", "--out", tmp_path / "flat")  # no --recursive
+    flat = in_process(capsys, "upscale", "bicubic", tmp_path / "in", "--out", tmp_path / "flat")  # no --recursive
     assert "1 subfolder(s)" in flat.stderr and not (tmp_path / "flat" / "sub").exists()
 
 
@@ -305,7 +317,7 @@ def _interrupt(tmp_path: Path, sig: int) -> tuple[subprocess.CompletedProcess[st
     n = 24
     _many_images(src, n, 128)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sr_edge", "upscale", "bicubic", str(src), "--out", str(out), "--scale", "4"],
+        [sys.executable, "-m", "sr_edge", "upscale", "bicubic", str(src), "--out", str(out), "--scale", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -322,7 +334,7 @@ def _interrupt(tmp_path: Path, sig: int) -> tuple[subprocess.CompletedProcess[st
 def _all_complete(out: Path) -> int:
     done = sorted(out.glob("img*.png"))
     for f in done:
-        assert read_image(f).shape == (512, 512, 3), f  # decodes fully: no half-written file
+        assert read_image(f).shape == (384, 384, 3), f  # decodes fully: no half-written file
     return len(done)
 
 
@@ -330,7 +342,7 @@ def test_folder_run_killed_with_sigkill_resumes(tmp_path: Path) -> None:
     _, out, n = _interrupt(tmp_path, signal.SIGKILL)
     done = _all_complete(out)
     assert 3 <= done < n
-    again = cli("upscale", "bicubic", tmp_path / "in", "--out", out, "--scale", "4")
+    again = cli("upscale", "bicubic", tmp_path / "in", "--out", out, "--scale", "3")
     assert again.returncode == 0, again.stderr
     assert f"{n - done} written, {done} skipped" in again.stderr, again.stderr
     assert _all_complete(out) == n and not list(out.glob(".*.tmp"))  # stale temp files swept
@@ -347,16 +359,19 @@ def test_folder_run_stopped_with_sigterm_exits_143_cleanly(tmp_path: Path) -> No
 # --- errors --------------------------------------------------------------------------------
 
 
-def test_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = write_image(tmp_path / "a.png", (image(12, 12, 3) * 255).astype(np.uint8))
     x3 = bundles_dir() / "espcn" / "x3"
     before = sorted(tmp_path.iterdir())
-    one_line_error(cli("upscale", "bicubic", src, "--out", tmp_path / "missing" / "b.png"), "does not exist")
-    one_line_error(cli("upscale", "bicubic", src, "--out", src, "--overwrite"), "overwrite the input")
-    one_line_error(cli("upscale", "bicubic", src, "--out", tmp_path / "b.png", "--tile", "big"), "--tile")
-    one_line_error(cli("upscale", x3, src, "--out", tmp_path / "b.png", "--scale", "2"), "x3, not x2")
-    one_line_error(cli("upscale", "bicubic", tmp_path, "--out", tmp_path), "input folder")
+    run = lambda *a: in_process(capsys, "upscale", *a)  # noqa: E731
+    one_line_error(run("bicubic", src, "--out", tmp_path / "missing" / "b.png"), "does not exist")
+    one_line_error(run("bicubic", src, "--out", src, "--overwrite"), "overwrite the input")
+    one_line_error(run("bicubic", src, "--out", tmp_path / "b.png", "--tile", "big"), "--tile")
+    one_line_error(run(x3, src, "--out", tmp_path / "b.png", "--scale", "2"), "x3, not x2")
+    one_line_error(run("bicubic", tmp_path, "--out", tmp_path), "input folder")
     assert sorted(tmp_path.iterdir()) == before
+    # the same through a real process: the first line a user sees is the whole message
+    one_line_error(cli("upscale", x3, src, "--out", tmp_path / "b.png", "--scale", "2"), "x3, not x2")
 
 
 # --- backend auto --------------------------------------------------------------------------
@@ -493,7 +508,33 @@ def test_video_audio_the_container_cannot_hold_is_transcoded(tmp_path: Path) -> 
     assert abs(float(got["audio_s"][0]) - 8 / 25) < 0.1  # type: ignore[index,arg-type]
 
 
-def test_video_refusals_write_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_interrupted_video_leaves_no_partial_output(tmp_path: Path, sig: int) -> None:
+    pytest.importorskip("av")
+    clip, out = tmp_path / "clip.mp4", tmp_path / "clip_x4.mp4"
+    _make_clip(clip, frames=100, size=(96, 64), audio=None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sr_edge", "upscale", "bicubic", str(clip), "--out", str(out), "--scale", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not list(tmp_path.glob(".clip_x4.mp4.*.tmp")):
+        time.sleep(0.01)
+    time.sleep(0.3)  # frames are being written into the temp file
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert not out.exists()  # never a half-written video under the output's name
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and "partial file was removed" in stderr, stderr
+        assert not list(tmp_path.glob(".*.tmp"))
+    else:  # kill -9 leaves its temp file; the next run removes it and writes the whole video
+        again = cli("upscale", "bicubic", clip, "--out", out, "--scale", "4", timeout=120)
+        assert again.returncode == 0 and "interrupted run" in again.stderr, again.stderr
+        assert _streams(out)["frames"] == 100 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_video_refusals_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     av = pytest.importorskip("av")
     sound = tmp_path / "sound.mp4"
     with av.open(str(sound), "w") as c:  # audio only
@@ -503,14 +544,16 @@ def test_video_refusals_write_nothing(tmp_path: Path) -> None:
         af.sample_rate, af.pts = 44100, 0
         for p in [*a.encode(af), *a.encode()]:
             c.mux(p)
+    run = lambda *a: in_process(capsys, "upscale", "bicubic", *a)  # noqa: E731
     before = sorted(tmp_path.iterdir())
-    one_line_error(cli("upscale", "bicubic", sound, "--out", tmp_path / "x.mp4"), "no video stream")
+    one_line_error(run(sound, "--out", tmp_path / "x.mp4"), "no video stream")
     clip = tmp_path / "clip.mp4"
     _make_clip(clip, frames=2, audio=None)
     before = sorted(tmp_path.iterdir())
-    one_line_error(cli("upscale", "bicubic", clip, "--out", clip, "--overwrite"), "overwrite the input")
-    one_line_error(cli("upscale", "bicubic", clip, "--out", tmp_path / "no" / "x.mp4"), "does not exist")
-    one_line_error(cli("upscale", "bicubic", clip, "--out", tmp_path / "x.webm", "--codec", "libx264"), "cannot hold")
+    one_line_error(run(clip, "--out", clip, "--overwrite"), "overwrite the input")
+    one_line_error(run(clip, "--out", tmp_path / "no" / "x.mp4"), "does not exist")
+    one_line_error(run(clip, "--out", tmp_path / "x.webm", "--codec", "libx264"), "cannot hold")
+    one_line_error(run(clip, "--out", tmp_path / "x.mp4", "--codec", "mpeg4", "--crf", "20"), "constant rate")
     assert sorted(tmp_path.iterdir()) == before
 
 
@@ -559,15 +602,13 @@ def test_image_folder_and_video_runs_import_no_torch(tmp_path: Path) -> None:
     assert read_image(tmp_path / "one.png").shape == (48, 48, 3) and len(list((tmp_path / "out").iterdir())) == 2
 
 
-@pytest.mark.skipif(not os.access("/proc/self/status", os.R_OK), reason="needs Linux /proc")
-def test_tiled_upscale_of_a_larger_image_streams_its_png(tmp_path: Path) -> None:
-    """A 600 x 500 image at x2 in 128 px tiles through the CLI: the PNG written band by band."""
-    src = write_image(tmp_path / "big.png", (image(500, 600, 3) * 255).astype(np.uint8))
-    out = tmp_path / "big_x2.png"
-    proc = cli("upscale", bundles_dir() / "ecbsr-m4c16" / "x2", src, "--out", out, "--tile", "128", "-b", "ort")
-    assert proc.returncode == 0, proc.stderr
-    whole = tmp_path / "whole.png"
-    proc = cli("upscale", bundles_dir() / "ecbsr-m4c16" / "x2", src, "--out", whole, "--tile", "0", "-b", "ort")
-    assert proc.returncode == 0, proc.stderr
-    a, b = read_image(out).astype(int), read_image(whole).astype(int)
-    assert a.shape == (1000, 1200, 3) and np.abs(a - b).max() <= 1 and np.mean(a != b) < 1e-3
+def test_tiled_upscale_of_a_larger_image_streams_its_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 320 x 250 image at x2 in 64 px tiles through the CLI: the PNG written band by band."""
+    src = write_image(tmp_path / "big.png", (image(250, 320, 3) * 255).astype(np.uint8))
+    bundle = bundles_dir() / "ecbsr-m4c16" / "x2"
+    tiled = in_process(capsys, "upscale", bundle, src, "--out", tmp_path / "tiled.png", "--tile", "64", "-b", "ort")
+    assert tiled.returncode == 0 and "20 tiles of up to 64 px (--tile), overlap 6 px" in tiled.stderr, tiled.stderr
+    whole = in_process(capsys, "upscale", bundle, src, "--out", tmp_path / "whole.png", "--tile", "0", "-b", "ort")
+    assert whole.returncode == 0 and "tiles" not in whole.stderr, whole.stderr
+    a, b = read_image(tmp_path / "tiled.png").astype(int), read_image(tmp_path / "whole.png").astype(int)
+    assert a.shape == (500, 640, 3) and np.abs(a - b).max() <= 1 and np.mean(a != b) < 1e-3

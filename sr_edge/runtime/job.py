@@ -21,7 +21,7 @@ from typing import Any, Literal
 from ..errors import SrEdgeError
 from .auto import AUTO, DEFAULT_SCALE, OpenedModel, device_profile, open_model
 from .files import TileSetting, choose_tile, upscale_file
-from .folder import Plan, Summary, plan_files, plan_folder, run_plan, sweep
+from .folder import Plan, Summary, plan_files, plan_folder, run_plan, stale_temps, sweep
 from .tiling import MIN_TILE
 
 EXIT_PARTIAL = 1  # some inputs failed; the others were written
@@ -141,6 +141,7 @@ class _Runner:
     def __init__(self, request: UpscaleRequest) -> None:
         self.request = request
         self.summary = Summary()
+        self.video_result: Any = None  # set once a video run starts
         self._profile: Any = None
 
     def profile(self) -> Any:
@@ -234,6 +235,9 @@ class _Runner:
             raise SrEdgeError(f"{dst} already exists; pass --overwrite to replace it")
         check_output(dst, options)
         model = model or self.open()
+        for tmp in stale_temps(dst):  # what a killed run (kill -9) left
+            tmp.unlink(missing_ok=True)
+            _say(f"removed {tmp.name}, the temp file of an interrupted run")
         result = VideoResult(dst)
         self.video_result = result
         try:
@@ -272,8 +276,11 @@ def run(request: UpscaleRequest) -> int:
         except (Terminated, KeyboardInterrupt) as e:
             what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
             done = len(runner.summary.written)
-            _say(
-                f"{what}: {done} output(s) written, each complete; the one in progress was removed; "
-                "run the same command again to do the rest"
-            )
+            if runner.video_result is not None:
+                _say(f"{what}: the video was not finished and its partial file was removed; nothing written")
+            else:
+                _say(
+                    f"{what}: {done} output(s) written, each complete; the one in progress was removed; "
+                    "run the same command again to do the rest"
+                )
             return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED

@@ -199,8 +199,11 @@ def _decoded(container: Any, video: Any, audio: list[Any]) -> Iterator[tuple[str
             yield "audio", packet
 
 
-def _upscaled(model: OpenedModel, items: Any, tile: int, rgb_kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+def _upscaled(
+    model: OpenedModel, items: Any, tile: int, rgb_kwargs: dict[str, Any], frame_rate: Fraction
+) -> Iterator[tuple[str, Any]]:
     """Upscale every video frame (uint8 RGB, tiled like an image); audio passes through."""
+    last_pts: int | None = None
     for kind, item in items:
         if kind != "video":
             yield kind, item
@@ -208,7 +211,11 @@ def _upscaled(model: OpenedModel, items: Any, tile: int, rgb_kwargs: dict[str, A
         rgb = item.to_ndarray(format="rgb24", **rgb_kwargs)
         bands = list(tile_bands(model.upscaler, rgb, tile))
         out = bands[0] if len(bands) == 1 else np.concatenate(bands, axis=0)
-        yield "video", (out, item.pts, item.time_base)
+        pts = item.pts
+        if pts is None:  # a container without timestamps (some AVI): one frame duration after the last
+            pts = 0 if last_pts is None else last_pts + max(1, round(1 / (frame_rate * item.time_base)))
+        last_pts = pts
+        yield "video", (out, pts, item.time_base)
 
 
 def upscale_video(
@@ -272,7 +279,8 @@ def upscale_video(
             # the stages stop before the containers close: the decode thread reads the input
             decode = Prefetch(_decoded(inp, vin, audio_in), depth=8, name="decode")
             stages.append(decode)
-            upscale = Prefetch(_upscaled(model, decode, tile, colour["to_rgb"]), depth=4, name="upscale")
+            rate = info.rate or Fraction(25)
+            upscale = Prefetch(_upscaled(model, decode, tile, colour["to_rgb"], rate), depth=4, name="upscale")
             stages.append(upscale)
             bar = tqdm(total=info.frames or None, unit="frame", disable=None if progress else True, dynamic_ncols=True)
             try:
