@@ -11,8 +11,12 @@ A bundle is a folder::
 colour mode, channels), the input/output layout, dtype and value range, the opset and
 precision, the sha256 of every file, the parent checkpoint and its sha256, the export
 (sr-edge version, git commit, exporter, time) and the PSNR/SSIM measured on the exported
-graph. The same facts sit in the ONNX ``metadata_props`` (keys prefixed ``sr_edge.``) so
-a lone ``model.onnx`` still says what it is.
+graph. An int8 bundle may hold one graph per runtime, since each fuses another QDQ
+pattern: ``placements`` maps a backend to its file (``model.onnx`` for OpenVINO and
+TensorRT, ``model-ort.onnx`` for ONNX Runtime; a backend it does not name runs
+``model.onnx``), and :meth:`Bundle.onnx_for` is how every backend picks its file. The
+same facts sit in the ONNX ``metadata_props`` (keys prefixed ``sr_edge.``) so a lone
+``model.onnx`` still says what it is.
 
 Reading a bundle (:func:`read_bundle`) checks the format name and version and the sha256
 of every file; each failure is one line naming what to do. Nothing here imports torch.
@@ -39,6 +43,7 @@ FORMAT = "sr-edge-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
+PLACEMENTS = "placements"  # manifest key: backend -> graph file (int8 bundles)
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 METADATA_PREFIX = "sr_edge."
@@ -95,6 +100,18 @@ class Bundle:
     def onnx_path(self) -> Path:
         """The graph file."""
         return self.path / MODEL_FILE
+
+    @property
+    def placements(self) -> Mapping[str, str]:
+        """Backend name -> graph file, for bundles whose graph differs per runtime (int8 QDQ
+        placements: ``model.onnx`` for OpenVINO and TensorRT, ``model-ort.onnx`` for ONNX
+        Runtime). Empty for bundles with one graph for every backend."""
+        placements = self.manifest.get(PLACEMENTS, {})
+        return dict(placements) if isinstance(placements, Mapping) else {}
+
+    def onnx_for(self, backend: str) -> Path:
+        """The graph file ``backend`` runs: its placement where the manifest names one, else ``model.onnx``."""
+        return self.path / self.placements.get(backend, MODEL_FILE)
 
     @property
     def onnx_sha256(self) -> str:
@@ -237,6 +254,7 @@ def read_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
             raise SrEdgeError(f"{folder}: manifest colour mode {color_mode!r} is not 'rgb' or 'y'")
         if precision not in ("fp32", "fp16", "int8"):
             raise SrEdgeError(f"{folder}: manifest precision {precision!r} is not fp32, fp16 or int8")
+        _check_placements(doc.get(PLACEMENTS, {}), files, folder)
         return Bundle(
             path=folder,
             model=str(_require(doc, "model", folder)),
@@ -252,6 +270,18 @@ def read_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
         )
     except (KeyError, TypeError, ValueError) as e:
         raise SrEdgeError(f"{folder}: malformed manifest ({one_line(str(e))}); re-export the bundle") from None
+
+
+def _check_placements(placements: Any, files: Mapping[str, Any], folder: Path) -> None:
+    """A placement must name a file the manifest lists (and so verifies)."""
+    if not isinstance(placements, Mapping):
+        raise SrEdgeError(f"{folder}: manifest 'placements' must map backend names to graph files")
+    for backend, name in placements.items():
+        if not isinstance(name, str) or name not in files:
+            raise SrEdgeError(
+                f"{folder}: placement for {backend} names {name!r}, which the manifest's files do not list; "
+                "re-export the bundle"
+            )
 
 
 def find_bundles(root: str | os.PathLike[str]) -> list[Path]:

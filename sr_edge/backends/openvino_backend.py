@@ -93,22 +93,23 @@ class OpenVinoSession(Session):
         }
         if options.threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(options.threads)
+        graph = bundle.onnx_for("openvino")  # an int8 bundle's OpenVINO placement (model.onnx)
         started = time.perf_counter()
         try:
             if options.cache_dir is not None:
                 core.set_property({"CACHE_DIR": str(options.cache_dir)})
             if options.static_shape is None:
                 # Compiling from the path lets a cache hit skip reading the model.
-                compiled = core.compile_model(str(bundle.onnx_path), ov_device, config)
+                compiled = core.compile_model(str(graph), ov_device, config)
             else:
-                model = core.read_model(str(bundle.onnx_path))
+                model = core.read_model(str(graph))
                 n, h, w = options.static_shape
                 model.reshape({model.inputs[0]: ov.PartialShape([n, bundle.channels, h, w])})
                 compiled = core.compile_model(model, ov_device, config)
         except SrEdgeError:
             raise
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line text
-            raise SrEdgeError(f"OpenVINO could not compile {bundle.onnx_path}: {one_line(str(e))[:300]}") from None
+            raise SrEdgeError(f"OpenVINO could not compile {graph}: {one_line(str(e))[:300]}") from None
         self.build_seconds = time.perf_counter() - started
         self._compiled = compiled
         self._request = compiled.create_infer_request()

@@ -168,7 +168,7 @@ class OrtSession(Session):
     def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OrtOptions) -> None:
         super().__init__("ort", bundle, bundle_spec(bundle), precision, device)
         started = time.perf_counter()
-        self._sess, rewrites = ort_session(bundle.onnx_path, options, device, precision)
+        self._sess, rewrites = ort_session(bundle.onnx_for("ort"), options, device, precision)
         self._run = _run_fn(self._sess)
         self.graph_rewrites: dict[str, int] | None = rewrites or None  # e.g. {"prelu": 5}
         self.build_seconds = time.perf_counter() - started

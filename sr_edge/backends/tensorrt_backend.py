@@ -202,10 +202,11 @@ def build_engine(bundle: Bundle, precision: Precision, options: TensorRTOptions,
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(bundle.onnx_path)):
+    graph = bundle.onnx_for("tensorrt")  # an int8 bundle's TensorRT placement (model.onnx)
+    if not parser.parse_from_file(str(graph)):
         errors = "; ".join(one_line(str(parser.get_error(i))) for i in range(parser.num_errors))
         raise SrEdgeError(
-            f"TensorRT's ONNX parser rejected {bundle.onnx_path}: {errors[:300]} (sr-edge check-trt explains)"
+            f"TensorRT's ONNX parser rejected {graph}: {errors[:300]} (sr-edge check-trt explains)"
         )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mb) << 20)
@@ -229,7 +230,7 @@ def build_engine(bundle: Bundle, precision: Precision, options: TensorRTOptions,
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise SrEdgeError(f"TensorRT could not build an engine for {bundle.onnx_path} (see TensorRT's log above)")
+        raise SrEdgeError(f"TensorRT could not build an engine for {graph} (see TensorRT's log above)")
     _atomic_write(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(serialized))
 

@@ -340,7 +340,7 @@ def check_tensorrt(source: str | os.PathLike[str] | onnx.ModelProto, profile: Sh
         from ..bundle import MODEL_FILE, is_bundle, read_bundle
 
         path = os.fspath(source)
-        onnx_path = read_bundle(path).onnx_path if is_bundle(path) else path
+        onnx_path = read_bundle(path).onnx_for("tensorrt") if is_bundle(path) else path
         if not os.path.isfile(onnx_path):
             raise SrEdgeError(f"{path}: no such bundle or ONNX file (a bundle folder holds {MODEL_FILE})")
         try:
