@@ -433,7 +433,7 @@ def _make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), a
     av = pytest.importorskip("av")
     w, h = size
     with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=rate)
+        v = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
         if rotation:
             v.set_display_rotation(rotation)
@@ -577,12 +577,14 @@ def test_missing_pyav_names_the_video_extra(tmp_path: Path) -> None:
 
 
 def test_image_folder_and_video_runs_import_no_torch(tmp_path: Path) -> None:
-    av = pytest.importorskip("av")
-    assert av
+    import importlib.util
+
     folder = tmp_path / "in"
     _many_images(folder, 2, 24)
     clip = tmp_path / "clip.mp4"
-    _make_clip(clip, frames=3)
+    has_av = importlib.util.find_spec("av") is not None
+    if has_av:  # without PyAV the image and folder runs are still checked
+        _make_clip(clip, frames=3)
     bundle = bundles_dir() / "fsrcnn" / "x2"
     script = textwrap.dedent(
         f"""
@@ -591,7 +593,8 @@ def test_image_folder_and_video_runs_import_no_torch(tmp_path: Path) -> None:
         assert main(["upscale", {str(bundle)!r}, {str(folder / "img000.png")!r}, "-o", {str(tmp_path / "one.png")!r},
                      "--tile", "9"]) == 0
         assert main(["upscale", "fsrcnn", {str(folder)!r}, "-o", {str(tmp_path / "out")!r}]) == 0
-        assert main(["upscale", "fsrcnn", {str(clip)!r}, "-o", {str(tmp_path / "clip_x2.mp4")!r}]) == 0
+        if {has_av!r}:
+            assert main(["upscale", "fsrcnn", {str(clip)!r}, "-o", {str(tmp_path / "clip_x2.mp4")!r}]) == 0
         leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
         assert not leaked, leaked[:5]
         print("NO-TORCH-OK")
@@ -600,6 +603,7 @@ def test_image_folder_and_video_runs_import_no_torch(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0 and "NO-TORCH-OK" in proc.stdout, proc.stderr[-3000:]
     assert read_image(tmp_path / "one.png").shape == (48, 48, 3) and len(list((tmp_path / "out").iterdir())) == 2
+    assert not has_av or (tmp_path / "clip_x2.mp4").is_file()
 
 
 def test_tiled_upscale_of_a_larger_image_streams_its_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

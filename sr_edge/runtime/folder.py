@@ -137,6 +137,9 @@ def plan_files(inputs: Sequence[Path], out: Path, scale: int, overwrite: bool) -
         if not src.exists():
             raise SrEdgeError(f"{src}: no such image file")
         dst = out / f"{src.stem}_x{scale}{src.suffix}" if out.is_dir() else out
+        if not is_image_name(dst):
+            kinds = ", ".join(IMAGE_SUFFIXES)
+            raise SrEdgeError(f"--out {dst}: unknown image suffix {dst.suffix!r}; use one of {kinds}")
         if not dst.parent.is_dir():
             raise SrEdgeError(f"--out {dst}: folder {dst.parent} does not exist")
         _add(plan, Job(src, dst), overwrite, sources, targets)
