@@ -53,6 +53,7 @@ _UNMEASURED_BYTES_PER_FLOAT = 4.0 * 4
 _COLOUR_BYTES_PER_OUTPUT_PIXEL = 32.0
 _BASELINE_MB = 256.0  # the interpreter, numpy and a runtime, before any image
 _MIN_AUTO_TILE = 64
+_SHAPE_KEEPING = frozenset({"DequantizeLinear", "QuantizeLinear", "Cast", "Identity"})
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,8 @@ def _activation_floats(model: onnx.ModelProto) -> float | None:
             for a in node.attribute:
                 if a.name == "value":
                     shapes[node.output[0]] = tuple(numpy_helper.to_array(a.t).shape)
+        elif node.op_type in _SHAPE_KEEPING and node.input and node.input[0] in shapes:
+            shapes[node.output[0]] = shapes[node.input[0]]  # an int8 bundle's weights pass a DequantizeLinear
     first = graph.input[0]
     dims = first.type.tensor_type.shape.dim
     channels = {first.name: float(dims[1].dim_value or 1) if len(dims) == 4 else 1.0}
