@@ -54,6 +54,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # An empty argument (--out '', an unset shell variable) names nothing; taken as a
+        # path it would be the current folder. Refused for every option of every verb.
+        if action.nargs not in (argparse.PARSER, argparse.REMAINDER) and "" in arg_strings:
+            raise argparse.ArgumentError(action, "empty value; give one or leave the option out")
+        return super()._get_values(action, arg_strings)
+
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
         """As argparse, but an unknown option is reported by its verb, with the nearest option it has."""
         ns, extras = self.parse_known_args(args, namespace)
@@ -379,28 +386,16 @@ def _add_verbs(module_name: str, sub: argparse._SubParsersAction[_Parser]) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
+    """Parse and run one command inside the error boundary (:func:`sr_edge.boundary.run_cli`):
+    user errors and expected OS failures are one line and exit 2, Ctrl-C 130, SIGTERM 143."""
+    from .boundary import run_cli
+
+    def verb() -> int:
+        args = build_parser().parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
-    except SrEdgeError as e:
-        print(f"sr-edge: error: {one_line(str(e))}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("sr-edge: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `sr-edge eval ... --json | head`
-        sys.stderr.close()
-        return 0
-    except OSError as e:
-        if e.filename is None:
-            raise
-        # a path the user gave that the file system refused (a file where a folder must be,
-        # no permission, disk full): one line naming it, not a traceback
-        where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
-        print(f"sr-edge: error: {where}: {e.strerror or e}; check the path", file=sys.stderr)
-        return EXIT_USER_ERROR
+
+    return run_cli(verb)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,12 @@ class MissingDependencyError(SrEdgeError):
 def one_line(message: str) -> str:
     """Collapse a message onto one line (third-party errors often span several)."""
     return " ".join(str(message).split())
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread while the CLI runs (:mod:`sr_edge.boundary`).
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: no ``except Exception`` swallows it,
+    and every ``finally`` and ``except BaseException`` cleanup on the way out still runs
+    (temp files removed), before the CLI exits 143 with one line.
+    """

@@ -14,6 +14,8 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -116,20 +118,87 @@ def temp_beside(target: Path, folder: bool = False) -> Path:
     return Path(tmp)
 
 
+def named_os_error(e: BaseException, target: Path, *temps: Path) -> OSError | None:
+    """``e`` as an OSError that names ``target``, the path the user gave (None: not an OS failure).
+
+    A failed write names no file (``write()`` knows only a descriptor) or the hidden temp
+    file; and Rust-backed writers (safetensors) raise their own error around an OS error
+    (``... No space left on device (os error 28)``). All three come out naming ``target``, so the CLI's
+    boundary reports one line with the path and the cause (e.g. no space left).
+    """
+    if isinstance(e, OSError):
+        named = e.filename is None or any(os.fspath(e.filename) == os.fspath(t) for t in temps)
+        return OSError(e.errno, e.strerror, str(target)) if named and e.errno is not None else e
+    m = re.search(r"\(os error (\d+)\)|\bOs \{ code: (\d+)", str(e))  # Rust io::Error, shown or debug-printed
+    if m is not None:
+        code = int(m.group(1) or m.group(2))
+        return OSError(code, os.strerror(code), str(target))
+    return None
+
+
+@contextlib.contextmanager
+def naming(target: str | os.PathLike[str], *temps: Path) -> Iterator[None]:
+    """OS failures in the block name ``target`` (see :func:`named_os_error`)."""
+    try:
+        yield
+    except Exception as e:
+        named = named_os_error(e, Path(target), *temps)
+        if named is None or named is e:
+            raise
+        raise named from e
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
+
+    On any exit before that (an error, Ctrl-C, SIGTERM raised as an exception) the temp
+    file is removed; an OS failure names ``path``, not the temp file.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(target)
     try:
-        yield tmp
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, target)
+        with naming(target, tmp):
+            yield tmp
+            # mkstemp creates 0600; give the file the permissions a plain open() would.
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Temp files (or folders) an interrupted write of ``target`` left beside it: the names
+    :func:`temp_beside` gives (``.NAME.<random>.tmp``), and nothing else."""
+    t = Path(target)
+    try:
+        names = os.listdir(t.parent)
+    except OSError:
+        return []
+    prefix = f".{t.name}."
+    ours = [n for n in names if n.startswith(prefix) and n.endswith(TEMP_SUFFIX) and len(n) > len(prefix) + 4]
+    return [t.parent / n for n in sorted(ours)]
+
+
+def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove what :func:`stale_temps` finds for ``target`` (a killed run's leftovers); what was removed."""
+    removed = []
+    for p in stale_temps(target):
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except FileNotFoundError:
+            continue  # another run removed it first
+        removed.append(p)
+    return removed
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:

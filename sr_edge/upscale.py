@@ -142,6 +142,14 @@ class NetworkUpscaler:
         expected = (1, planes.shape[2], h * self.scale, w * self.scale)
         if y.shape != expected:
             raise SrEdgeError(f"{self.name}: network returned shape {y.shape}, expected {expected}")
+        # Every network output (torch or any backend) passes here. NaN or Inf would be clipped
+        # into a black or white image that looks like a result; a sum is one cheap pass that
+        # any NaN or Inf makes non-finite (the exact test runs only then).
+        if not np.isfinite(y.sum(dtype=np.float32)) and not np.isfinite(y).all():
+            raise SrEdgeError(
+                f"{self.name}: the network's output holds NaN or Inf: the model is broken (NaN weights, or "
+                "an overflow at this precision); nothing was written; re-train or re-export it, or try fp32"
+            )
         return y[0].transpose(1, 2, 0)
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:

@@ -13,7 +13,9 @@ as its rows arrive (:class:`PngBandWriter`), so the whole output never has to si
 from __future__ import annotations
 
 import os
+import stat
 import struct
+import warnings
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,15 +28,43 @@ from ..errors import SrEdgeError, one_line
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+# What is read, by the format Pillow finds in the file (not by its suffix). MPO is Pillow's
+# name for a camera JPEG that carries extra pictures (a preview, a depth map): the first is
+# the photo. Anything else Pillow could open (GIF, WebP, ICO, PSD, ...) is refused by name:
+# sr-edge is tested on these four only, and a GIF or WebP animation would silently lose
+# all but its first frame.
+_READ_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "DIB": "BMP", "TIFF": "TIFF"}
+# Pixels per image, at most: Pillow's own hard limit (twice its warning level, ~179 Mpx,
+# e.g. 13000 x 13000), applied to every decoder here (16-bit PNG and TIFF too).
+MAX_PIXELS = 2 * 89_478_485
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise SrEdgeError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise SrEdgeError(f"{path}: a broken symbolic link (to {target}); fix it or pass the image") from None
+        raise SrEdgeError(f"{path}: no such file") from None
+    except OSError as e:  # a loop of symbolic links, a name too long, no permission on a folder above
+        raise SrEdgeError(f"{path}: {e.strerror or e}; check the path") from None
+    if stat.S_ISDIR(st.st_mode):
         raise SrEdgeError(f"{path}: is a directory, expected an image file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+        raise SrEdgeError(f"{path}: not a regular file, expected an image file")
+    if st.st_size == 0:
         raise SrEdgeError(f"{path}: file is empty (0 bytes), not an image")
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    """Refuse an image too large to decode before it is decoded (a decompression bomb: a
+    small file whose header claims billions of pixels)."""
+    if width * height > MAX_PIXELS:
+        raise SrEdgeError(
+            f"{path}: image is {width}x{height} ({width * height / 1e6:.0f} Mpx), over the limit of "
+            f"{MAX_PIXELS / 1e6:.0f} Mpx per image (a decompression bomb, or a scan to split into parts first)"
+        )
 
 
 def _png_bit_depth(path: Path) -> int | None:
@@ -48,32 +78,64 @@ def _png_bit_depth(path: Path) -> int | None:
 def _read_png16(path: Path) -> np.ndarray:
     import png  # pypng: a core dependency, pure Python
 
+    with open(path, "rb") as f:
+        head = f.read(24)
+    _check_pixels(path, *struct.unpack(">II", head[16:24]))
     try:
-        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        reader = png.Reader(filename=str(path))
+        width, height, rows, info = reader.asDirect()
         data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    except (png.Error, ValueError, OSError, EOFError) as e:
-        raise SrEdgeError(f"{path}: truncated or corrupt PNG ({one_line(str(e))})") from None
-    return data.reshape(height, width, info["planes"])
+        data = data.reshape(height, width, info["planes"])
+    except MemoryError:
+        raise SrEdgeError(f"{path}: image is too large to decode in this machine's memory") from None
+    except Exception as e:  # pypng raises its own errors, zlib.error, ValueError, ... for a damaged file
+        raise SrEdgeError(f"{path}: truncated or corrupt PNG ({one_line(str(e)) or type(e).__name__})") from None
+    return data
 
 
 def _from_pillow(path: Path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.format == "TIFF" and _tiff_is_multichannel_16bit(im):
-                return _read_tiff16(path)
-            upright = ImageOps.exif_transpose(im) if im.format == "JPEG" else im
-            return _pillow_to_array(path, upright)
+        with warnings.catch_warnings():
+            # between Pillow's warning and error levels: the limit here is MAX_PIXELS, checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_format(path, im)
+                _check_pixels(path, *im.size)
+                im.load()
+                if im.format == "TIFF" and _tiff_is_multichannel_16bit(im):
+                    return _read_tiff16(path)
+                upright = ImageOps.exif_transpose(im) if im.format in ("JPEG", "MPO") else im
+                return _pillow_to_array(path, upright)
+    except SrEdgeError:
+        raise
     except UnidentifiedImageError:
         if _is_tiff(path):  # e.g. 16-bit grey + alpha, which Pillow cannot open
             return _read_tiff16(path)
         raise SrEdgeError(f"{path}: not a readable image (expected PNG, JPEG, BMP or TIFF)") from None
     except Image.DecompressionBombError as e:
         raise SrEdgeError(f"{path}: image is too large to read safely ({one_line(str(e))})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise SrEdgeError(f"{path}: truncated or corrupt image ({one_line(str(e))})") from None
+    except MemoryError:
+        raise SrEdgeError(f"{path}: image is too large to decode in this machine's memory") from None
+    except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, struct.error, ... for a damaged file
+        raise SrEdgeError(f"{path}: truncated or corrupt image ({one_line(str(e)) or type(e).__name__})") from None
+
+
+def _check_format(path: Path, im: object) -> None:
+    """Refuse what sr-edge does not read: another format, or an image of several frames
+    (an animated PNG, a multi-page TIFF), whose first frame alone would be upscaled."""
+    fmt = getattr(im, "format", None)
+    if fmt not in _READ_FORMATS:
+        raise SrEdgeError(
+            f"{path}: a {fmt or 'unknown'} image; sr-edge reads PNG, JPEG, BMP and TIFF (convert it first)"
+        )
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    if frames > 1 and _READ_FORMATS[fmt] != "JPEG":
+        kind = "an animated PNG" if fmt == "PNG" else f"a {fmt} file"
+        raise SrEdgeError(
+            f"{path}: {kind} of {frames} frames; sr-edge upscales single images (save each frame as its own file)"
+        )
 
 
 def _tiff_is_multichannel_16bit(im: object) -> bool:
@@ -97,9 +159,21 @@ def _read_tiff16(path: Path) -> np.ndarray:
     except ImportError:  # a core dependency; only a broken install lacks it
         raise SrEdgeError(f"{path}: 16-bit colour TIFF needs tifffile: pip install tifffile") from None
     try:
-        data = np.asarray(tifffile.imread(str(path)))
+        with tifffile.TiffFile(str(path)) as tif:
+            if len(tif.pages) > 1:
+                raise SrEdgeError(
+                    f"{path}: a TIFF file of {len(tif.pages)} pages; sr-edge upscales single images "
+                    "(save each page as its own file)"
+                )
+            page = tif.pages[0]  # a TiffPage (the first page is never a TiffFrame)
+            _check_pixels(path, int(getattr(page, "imagewidth")), int(getattr(page, "imagelength")))  # noqa: B009
+            data = np.asarray(tif.asarray())
+    except SrEdgeError:
+        raise
+    except MemoryError:
+        raise SrEdgeError(f"{path}: image is too large to decode in this machine's memory") from None
     except Exception as e:  # tifffile raises many types for bad files
-        raise SrEdgeError(f"{path}: truncated or corrupt TIFF ({one_line(str(e))})") from None
+        raise SrEdgeError(f"{path}: truncated or corrupt TIFF ({one_line(str(e)) or type(e).__name__})") from None
     if data.ndim == 2:
         data = data[..., None]
     if data.dtype != np.uint16:
@@ -180,8 +254,6 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
 
     The file appears atomically: on any error the previous file at ``path`` is untouched.
     """
-    from PIL import Image
-
     p = Path(path)
     if p.suffix.lower() not in IMAGE_SUFFIXES:
         raise SrEdgeError(f"{p}: unknown image suffix {p.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
@@ -192,33 +264,42 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
     channels = img.shape[-1]
     suffix = _check_target(p, channels, img.dtype)
 
-    from ..provenance import temp_beside
+    from ..provenance import naming, temp_beside
 
     tmp = temp_beside(p)
     try:
-        if img.dtype == np.uint16 and suffix == ".png":
-            with open(tmp, "wb") as f:
-                _write_png16(f, img)
-        elif img.dtype == np.uint16:
-            import tifffile
-
-            tifffile.imwrite(
-                tmp,
-                img if channels > 1 else img[..., 0],
-                photometric="rgb" if channels >= 3 else "minisblack",
-                extrasamples=("unassalpha",) if channels in (2, 4) else None,
-            )
-        else:
-            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
-            pil = Image.fromarray(img[..., 0] if channels == 1 else img, mode=mode)
-            fmt = _FORMATS[suffix]
-            pil.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is not what a user expects of an image
-        os.replace(tmp, p)
+        with naming(p, tmp):  # a full disk or a refused write names the output, not the temp file
+            _encode(tmp, img, suffix, quality)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 is not what a user expects of an image
+            os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def _encode(tmp: Path, img: np.ndarray, suffix: str, quality: int) -> None:
+    """Encode ``img`` into the file ``tmp`` in the format of ``suffix``."""
+    from PIL import Image
+
+    channels = img.shape[-1]
+    if img.dtype == np.uint16 and suffix == ".png":
+        with open(tmp, "wb") as f:
+            _write_png16(f, img)
+    elif img.dtype == np.uint16:
+        import tifffile
+
+        tifffile.imwrite(
+            tmp,
+            img if channels > 1 else img[..., 0],
+            photometric="rgb" if channels >= 3 else "minisblack",
+            extrasamples=("unassalpha",) if channels in (2, 4) else None,
+        )
+    else:
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+        pil = Image.fromarray(img[..., 0] if channels == 1 else img, mode=mode)
+        fmt = _FORMATS[suffix]
+        pil.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
 
 
 _PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (grey, grey+alpha, RGB, RGBA)
@@ -342,17 +423,18 @@ def write_image_bands(
             raise ValueError(f"{p}: got {row} of {height} rows")
         return write_image(p, out, quality)
 
-    from ..provenance import temp_beside
+    from ..provenance import naming, temp_beside
 
     tmp = temp_beside(p)
     try:
-        with open(tmp, "wb") as f:
+        with naming(p, tmp), open(tmp, "wb") as f:
             writer = PngBandWriter(f, width, height, channels, dtype)
             for band in bands:
                 writer.write(band)
             writer.close()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
+        with naming(p, tmp):
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
