@@ -23,9 +23,12 @@ EXIT_USER_ERROR = 2
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data.datasets import resolve_datasets
+    from .data.degrade import parse_degrade
     from .evaluate import evaluate
     from .resolve import create_upscaler
 
+    # Every --degrade form is checked before any model is loaded or image read.
+    degradations = [parse_degrade(spec) for spec in args.degrade] if args.degrade else [None]
     datasets = resolve_datasets(args.dataset, args.data_root)
     scales = args.scale or [2]
     results = []
@@ -33,14 +36,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for scale in scales:
             upscaler = create_upscaler(spec, scale, args.backend, args.precision, args.device)
             for ds in datasets:
-                results.append(evaluate(upscaler, ds, rgb=args.rgb, progress=not args.json))
+                for degradation in degradations:
+                    results.append(
+                        evaluate(upscaler, ds, rgb=args.rgb, progress=not args.json, degradation=degradation)
+                    )
     if args.json:
         payload = [r.to_json() for r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return 0
-    headers = ["model", "dataset", "scale", "images", "PSNR-Y (dB)", "SSIM-Y"] + (["PSNR-RGB (dB)"] if args.rgb else [])
+    degraded = args.degrade is not None
+    headers = (
+        ["model", "dataset", "scale"]
+        + (["input"] if degraded else [])
+        + ["images", "PSNR-Y (dB)", "SSIM-Y"]
+        + (["PSNR-RGB (dB)"] if args.rgb else [])
+    )
     rows = [
-        [r.model, r.dataset, f"x{r.scale}", str(len(r.images)), f"{r.psnr_y:.2f}", f"{r.ssim_y:.4f}"]
+        [r.model, r.dataset, f"x{r.scale}"]
+        + ([r.degrade or "clean"] if degraded else [])
+        + [str(len(r.images)), f"{r.psnr_y:.2f}", f"{r.ssim_y:.4f}"]
         + ([f"{r.psnr_rgb:.2f}"] if args.rgb and r.psnr_rgb is not None else [])
         for r in results
     ]
@@ -76,51 +90,35 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .data.io import read_image, write_image
-    from .resolve import check_not_an_image, create_upscaler
-    from .upscale import upscale_image
+    from .runtime import UpscaleRequest, run
 
-    inputs = [Path(p) for p in args.inputs]
-    out_arg = Path(args.out)
-    if len(inputs) > 1 and not out_arg.is_dir():
-        raise SrEdgeError(f"--out {out_arg} must be an existing folder when upscaling several images")
-    check_not_an_image(args.model)
-    plan = _upscale_plan(inputs, out_arg, args.scale, args.overwrite)  # every check before any work
-    upscaler = create_upscaler(args.model, args.scale, args.backend, args.precision, args.device)
-    for src, dst in plan:
-        img = read_image(src)
-        if min(img.shape[:2]) < 1:
-            raise SrEdgeError(f"{src}: image has no pixels")
-        write_image(dst, upscale_image(upscaler, img))
-        print(dst)
-    return 0
+    request = UpscaleRequest(
+        model=args.model,
+        inputs=tuple(Path(p) for p in args.inputs),
+        out=Path(args.out),
+        scale=args.scale,
+        backend=args.backend,
+        precision=args.precision,
+        device=args.device,
+        profile=args.profile,
+        results=tuple(Path(r) for r in args.results) if args.results else None,
+        tile=args.tile,
+        overwrite=args.overwrite,
+        recursive=args.recursive,
+        codec=args.codec,
+        crf=args.crf,
+    )
+    return run(request)
 
 
-def _upscale_plan(inputs: Sequence[Path], out_arg: Path, scale: int, overwrite: bool) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, refused up front (nothing written yet) where an input is missing
-    or a folder, two inputs would write the same file, an output is an input, or an output
-    exists without ``overwrite``."""
-    plan: list[tuple[Path, Path]] = []
-    sources = {src.resolve(): src for src in inputs}
-    written: dict[Path, Path] = {}
-    for src in inputs:
-        if src.is_dir():
-            raise SrEdgeError(f"{src}: is a folder; pass the image files in it (e.g. {src}/*.png)")
-        if not src.exists():
-            raise SrEdgeError(f"{src}: no such image file")
-        dst = out_arg / f"{src.stem}_x{scale}{src.suffix}" if out_arg.is_dir() else out_arg
-        key = dst.resolve()
-        if key in sources:
-            raise SrEdgeError(f"{dst}: refusing to overwrite the input image {sources[key]}; choose another --out")
-        if key in written:
-            raise SrEdgeError(
-                f"{written[key]} and {src} would both be written to {dst}; upscale them into separate --out folders"
-            )
-        if dst.exists() and not overwrite:
-            raise SrEdgeError(f"{dst} already exists; pass --overwrite to replace it")
-        written[key] = src
-        plan.append((src, dst))
-    return plan
+def _tile_arg(text: str) -> int | str:
+    """argparse type of ``upscale --tile`` (one-line usage error for anything else)."""
+    from .runtime import parse_tile
+
+    try:
+        return parse_tile(text)
+    except SrEdgeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _model_options(pairs: Sequence[str] | None) -> tuple[tuple[str, object], ...]:
@@ -287,16 +285,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding dataset folders (searched first)")
     p.add_argument("--rgb", action="store_true", help="also report PSNR over RGB")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--degrade",
+        action="extend",
+        nargs="+",
+        metavar="FORM",
+        help="degrade the protocol's LR before upscaling, one result per FORM: jpeg:75, noise:5 (Gaussian, "
+        "grey levels), noise-grey:5, poisson:1000 (photons at white), blur:1.2 (LR pixels), joined with + "
+        "(jpeg:75+noise:5), none (clean), or a .toml file of [[step]] tables; seeded per image",
+    )
     _add_backend_arguments(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("upscale", help="upscale image files")
+    p = sub.add_parser(
+        "upscale",
+        help="upscale images, a folder of them or a video",
+        description="Upscale image files, a folder of images (layout kept) or a video (audio kept). "
+        "Large images run in tiles that overlap by the model's receptive field: no seams.",
+    )
     p.add_argument("model", help="bicubic, a model name[:tag], a checkpoint or a bundle folder")
-    p.add_argument("inputs", nargs="+", help="image files (PNG, JPEG, BMP, TIFF; 8 or 16 bit; alpha kept)")
-    p.add_argument("--out", "-o", required=True, help="output file, or a folder for several inputs")
-    p.add_argument("--scale", "-s", type=scale_arg, default=2, help="2, 3 or 4 (default 2)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    _add_backend_arguments(p)
+    p.add_argument(
+        "inputs", nargs="+", help="image files (PNG, JPEG, BMP, TIFF; 8 or 16 bit; alpha kept), a folder, or a video"
+    )
+    p.add_argument("--out", "-o", required=True, help="output file, or a folder (several images, a folder, a video)")
+    p.add_argument("--scale", "-s", type=scale_arg, help="2, 3 or 4 (default: a bundle's own, else 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip / refuse)")
+    p.add_argument("--recursive", "-r", action="store_true", help="with a folder: its subfolders too")
+    p.add_argument(
+        "--tile",
+        type=_tile_arg,
+        default="auto",
+        help="tile side in LR pixels, 0 for the whole image, or auto (default: from the device's memory budget)",
+    )
+    p.add_argument(
+        "--backend",
+        "-b",
+        default="auto",
+        help="auto (default: fastest here, from bench results or the device profile), ort, openvino, tensorrt or torch",
+    )
+    p.add_argument("--precision", help="fp32, fp16, bf16 or int8 (default: auto's choice, else the bundle's own)")
+    p.add_argument("--device", help="cpu, cuda[:N], gpu, npu or auto, as the backend allows (default: the profile's)")
+    p.add_argument("--profile", help="device profile for auto choices (sr-edge devices; default: detected)")
+    p.add_argument("--results", nargs="+", metavar="JSON", help="sr-edge bench results for --backend auto to read")
+    p.add_argument("--codec", help="video encoder (default: libx264 where the container takes it)")
+    p.add_argument("--crf", type=int, help="video quality, constant rate factor (default 18; lower is better)")
     p.set_defaults(func=cmd_upscale)
 
     # Defaults, choices and value types of the training options come from TrainConfig and

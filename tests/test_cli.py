@@ -136,7 +136,8 @@ def test_upscale_checks_every_output_before_writing_any(tmp_path: Path, photo: n
     assert_one_line_error(run_cli("upscale", "bicubic", other, first, "--out", out), "already exists")
     assert sorted(p.name for p in out.iterdir()) == ["a_x2.png"] and (out / "a_x2.png").read_bytes() == b"user's file"
     assert_one_line_error(run_cli("upscale", "bicubic", other, tmp_path / "nope.png", "--out", out), "nope.png")
-    assert_one_line_error(run_cli("upscale", "bicubic", tmp_path / "sub", "--out", out), "is a folder")
+    # a folder upscales on its own (sr-edge upscale MODEL DIR --out OUTDIR), not among image files
+    assert_one_line_error(run_cli("upscale", "bicubic", tmp_path / "sub", other, "--out", out), "is a folder")
     assert sorted(p.name for p in out.iterdir()) == ["a_x2.png"]
 
 
