@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint, training_stage
 from ..errors import SrEdgeError
 from ..models import list_models, model_card
+from ..models.registry import build_architecture
 from ..provenance import sha256_file
 from ..source import resolve_model, weights_path
 
@@ -47,3 +49,28 @@ def init_from(model: nn.Module, path: str, model_name: str, scale: int) -> dict[
         "path": path,
         "parent": training_stage(ckpt.meta),  # so a card can list the whole chain of fine-tunes
     }
+
+
+def init_architecture(
+    init: str, model_name: str, scale: int, options: dict[str, Any]
+) -> tuple[Callable[[], nn.Module], dict[str, Any]] | None:
+    """(model builder, what checkpoints record) when the ``--init`` checkpoint records its own
+    architecture (a pruned model): the run trains that architecture, not the registered one.
+
+    None for any other ``--init`` (the registered model is built as usual)."""
+    source = resolve_model(init)
+    if source.kind != "checkpoint" or source.path is None:
+        return None
+    ckpt = load_checkpoint(source.path)
+    record = ckpt.meta.get("architecture")
+    if record is None:
+        return None
+    if model_card(ckpt.model).family != model_card(model_name).family:
+        raise SrEdgeError(f"{source.path}: holds a {ckpt.model} model; cannot initialise a {model_name} from it")
+    if ckpt.scale != scale:
+        raise SrEdgeError(f"{source.path}: a pruned x{ckpt.scale} model fine-tunes at x{ckpt.scale}, not x{scale}")
+    if options:
+        raise SrEdgeError(f"{source.path}: a pruned model keeps its recorded architecture; drop --model-option")
+    name, path = ckpt.model, str(source.path)
+    meta = {"architecture": record, **({"pruning": ckpt.meta["pruning"]} if "pruning" in ckpt.meta else {})}
+    return (lambda: build_architecture(name, scale, record, path)), meta
