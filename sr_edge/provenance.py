@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -148,6 +149,21 @@ def naming(target: str | os.PathLike[str], *temps: Path) -> Iterator[None]:
         raise named from e
 
 
+def check_replaceable(target: str | os.PathLike[str]) -> None:
+    """One-line refusal where ``target`` exists and is not a file: the rename that publishes an
+    output would replace a device (``--out /dev/null``), a named pipe, a socket or a folder."""
+    try:
+        mode = os.lstat(target).st_mode
+    except OSError:
+        return  # absent (the usual case), or unreachable: the write itself will say why
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):  # a link is replaced itself, never what it points to
+        return
+    from .errors import SrEdgeError
+
+    kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, a pipe or a socket)"
+    raise SrEdgeError(f"{target}: {kind}; an output is written as a new file there, choose another path")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
@@ -156,6 +172,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     file is removed; an OS failure names ``path``, not the temp file.
     """
     target = Path(path)
+    check_replaceable(target)
     with naming(target):
         target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(target)

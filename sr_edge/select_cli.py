@@ -156,7 +156,7 @@ def devices_report(args: argparse.Namespace) -> int:
         for s in scales
     ]  # fmt: skip
     out = Path(args.out) if args.out else Path(args.results[0]).with_name("devices_report")
-    path = write_devices_report(tables, out)
+    path = write_devices_report(tables, out, overwrite=args.overwrite)
     print(path)
     for t in tables:
         for s in t.selections:

@@ -145,7 +145,9 @@ class NetworkUpscaler:
         # Every network output (torch or any backend) passes here. NaN or Inf would be clipped
         # into a black or white image that looks like a result; a sum is one cheap pass that
         # any NaN or Inf makes non-finite (the exact test runs only then).
-        if not np.isfinite(y.sum(dtype=np.float32)) and not np.isfinite(y).all():
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = y.sum(dtype=np.float32)
+        if not np.isfinite(total) and not np.isfinite(y).all():
             raise SrEdgeError(
                 f"{self.name}: the network's output holds NaN or Inf: the model is broken (NaN weights, or "
                 "an overflow at this precision); nothing was written; re-train or re-export it, or try fp32"

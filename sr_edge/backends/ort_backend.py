@@ -72,7 +72,7 @@ def _providers(device: str, options: OrtOptions, precision: Precision) -> list[A
         device = "cuda" if "CUDAExecutionProvider" in have else "cpu"
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device in ("cuda", "gpu") or device.startswith("cuda:"):
+    if device in ("cuda", "gpu") or (device.startswith("cuda:") and device[5:].isascii() and device[5:].isdecimal()):
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         if "CUDAExecutionProvider" not in have:
             raise SrEdgeError(

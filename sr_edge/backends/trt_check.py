@@ -337,10 +337,15 @@ def check_tensorrt(source: str | os.PathLike[str] | onnx.ModelProto, profile: Sh
     if isinstance(source, onnx.ModelProto):
         model, label = source, "<model>"
     else:
-        from ..bundle import MODEL_FILE, is_bundle, read_bundle
+        from ..bundle import MANIFEST, MODEL_FILE, is_bundle, read_bundle
 
         path = os.fspath(source)
         onnx_path = read_bundle(path).onnx_for("tensorrt") if is_bundle(path) else path
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, MODEL_FILE)) and not is_bundle(path):
+            raise SrEdgeError(
+                f"{path}: bundle folder without {MANIFEST} (incomplete: re-export it with sr-edge export), "
+                f"or pass {os.path.join(path, MODEL_FILE)} to check the graph alone"
+            )
         if not os.path.isfile(onnx_path):
             raise SrEdgeError(f"{path}: no such bundle or ONNX file (a bundle folder holds {MODEL_FILE})")
         try:

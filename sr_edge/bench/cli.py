@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import SrEdgeError
+from ..errors import SrEdgeError, Terminated
 from ..paths import bundles_dir
 from .heap import HEAP_MODES
 
@@ -154,8 +156,8 @@ def _forecast(c: Any) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..devices import detect, load_profile
-    from . import BenchSettings, LatencyPlan, benchmark, compare, load_results, write_report
-    from .report import primary_resolution
+    from . import BenchSettings, LatencyPlan, compare, load_results, write_report
+    from .report import check_report_target, primary_resolution
 
     if args.device:
         profile = load_profile(args.device)
@@ -202,23 +204,66 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"sr-edge: unreadable bundle {err}", file=sys.stderr)
         return 0
     out = Path(args.out or f"results-{profile.name}.json")
-    if out.exists() and args.overwrite and not args.resume:
-        out.unlink()
+    if args.overwrite and args.resume:
+        raise SrEdgeError("--overwrite starts a new run and --resume continues the one in --out; pass one of them")
+    report_dir = Path(args.report) if args.report else out.with_name(f"{out.stem}_report")
+    if args.report is not None:  # refused now, not after the run: an earlier report is kept
+        check_report_target(report_dir, args.overwrite)
+    replacing = args.overwrite and out.is_file() and out.stat().st_size > 0
     try:
-        results = benchmark(profile, settings, out=out, resume=args.resume, progress=True)
-    except KeyboardInterrupt:
-        print(f"sr-edge: interrupted; finished rows are kept in {out}; continue with --resume", file=sys.stderr)
-        return 130
+        results = _run_bench(profile, settings, out, args.resume, replacing)
+    except (KeyboardInterrupt, Terminated) as e:
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+        if replacing:
+            print(f"sr-edge: {what}; {out} is unchanged: --overwrite replaces it with a complete run only; "
+                  "the rows measured were discarded", file=sys.stderr)  # fmt: skip
+        else:
+            print(f"sr-edge: {what}; finished rows are kept in {out}; continue with --resume", file=sys.stderr)
+        return code
     print(_summary(results, primary_resolution(results)))
     print(f"results: {out}; {_quality_on(results.settings)}", file=sys.stderr)
+    for err in results.header.get("bundle_errors") or []:
+        print(f"sr-edge: warning: unreadable bundle {err}", file=sys.stderr)
     _warn_misfit(results, str(out), "its latencies do not stand for that device")
     if args.report is not None:
-        files = write_report(results, args.report or None)
+        files = write_report(results, report_dir, overwrite=args.overwrite)
         print(f"report: {files.markdown}", file=sys.stderr)
     if baseline is not None:
         _warn_misfit(baseline, args.compare, "latency checks compare different hardware")
         return _print_checks(compare(results, baseline, args.tolerance, args.psnr_tolerance), args.tolerance)
     return 0
+
+
+def _run_bench(profile: Any, settings: Any, out: Path, resume: bool, replacing: bool) -> Any:
+    """``benchmark`` into ``out``; with ``replacing`` (``--overwrite`` of an existing file), into a
+    hidden folder beside it, whose results and crops replace the old ones only once complete.
+
+    The old file survives everything short of success: a refusal at once (an unknown
+    ``--models``), a failure, Ctrl-C, SIGTERM (the folder is removed), and ``kill -9``
+    (the folder is left, and the next run over ``out`` sweeps it).
+    """
+    from ..provenance import sweep_stale, temp_beside
+    from . import benchmark, load_results, plan
+    from .crops import crops_folder
+
+    plan(profile, settings)  # every one-line refusal (an unknown --models, ...) before anything is touched
+    for stale in sweep_stale(out):  # what a killed run left: ours by name (.NAME.xxxx.tmp) only
+        print(f"sr-edge: removed {stale.name}, left by an interrupted run", file=sys.stderr)
+    if not replacing:
+        return benchmark(profile, settings, out=out, resume=resume, progress=True)
+    staging = temp_beside(out, folder=True)
+    try:
+        new = staging / out.name
+        benchmark(profile, settings, out=new, progress=True)
+        new_crops, old_crops = crops_folder(new), crops_folder(out)
+        if old_crops.is_dir():  # the old run's crops go with it, into the folder removed below
+            os.replace(old_crops, staging / "replaced_crops")
+        if new_crops.is_dir():
+            os.replace(new_crops, old_crops)
+        os.replace(new, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_results(out)
 
 
 def _quality_on(settings: Mapping[str, Any]) -> str:
@@ -237,7 +282,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         from ..select_cli import devices_report
 
         return devices_report(args)
-    files = write_report(args.results[0], args.out, dataset=args.dataset, resolution=args.resolution)
+    files = write_report(
+        args.results[0], args.out, dataset=args.dataset, resolution=args.resolution, overwrite=args.overwrite
+    )
     print(files.markdown)
     for p in (files.pareto, *files.sheets):
         if p is not None:
@@ -289,7 +336,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", "-o", help="results JSON (default: results-<device>.json)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (and --report) once the new run is complete"
+    )
     p.add_argument("--dataset", "-d", nargs="+", help="quality datasets (default: the profile's)")
     p.add_argument("--data-root", help="folder holding dataset folders")
     p.add_argument("--resolution", nargs="+", metavar="WxH", help="LR input sizes (default: the profile's)")
@@ -339,6 +388,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=float, help="several files: one budget for all (default: each profile's)")
     p.add_argument("--dataset", "-d", help="dataset to rank and plot by (default: the first measured)")
     p.add_argument("--resolution", metavar="WxH", help="resolution to tabulate and plot (default: the first)")
+    p.add_argument("--overwrite", action="store_true", help="replace the report files already in --out")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="compare a results JSON with a baseline; exit 1 on a regression")

@@ -99,6 +99,14 @@ def _shape_range(datasets: Sequence[Dataset], resolutions: Sequence[Resolution],
     return ShapeRange(min=(1, max(1, low), max(1, low)), opt=(1, first.height, first.width), max=(1, side, side))
 
 
+def _unreadable(errors: list[str]) -> str:
+    """The bundles found but refused (a sha256 mismatch, a bad manifest), for a "no bundle" error."""
+    if not errors:
+        return ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"; found but unreadable: {errors[0]}{more}"
+
+
 def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
     """Resolve the settings against the profile and list the contenders, in run order."""
     from ..backends import PRECISIONS, get_backend
@@ -134,7 +142,7 @@ def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
     if s.models and not bundles:
         raise SrEdgeError(
             f"no bundle under {s.bundles_dir} matches --models {' '.join(s.models)} at scale(s) "
-            f"{', '.join(map(str, scales))}; export one with sr-edge export"
+            f"{', '.join(map(str, scales))}; export one with sr-edge export{_unreadable(errors)}"
         )
 
     torch_device = rt.device if rt.device.startswith("cuda") else "cpu"
@@ -181,7 +189,7 @@ def plan(profile: DeviceProfile, settings: BenchSettings | None = None) -> Plan:
     if not contenders:
         raise SrEdgeError(
             f"nothing to measure on {profile.name}: no bundle under {s.bundles_dir} at scale(s) "
-            f"{', '.join(map(str, scales))} and no peers"
+            f"{', '.join(map(str, scales))} and no peers{_unreadable(errors)}"
         )
     ids = [c.id for c in contenders]
     dupes = sorted({i for i in ids if ids.count(i) > 1})

@@ -372,16 +372,44 @@ def comparison_sheets(results: Results, out_dir: Path) -> list[Path]:
     return written
 
 
+_REPORT_FILES = ("report.md", "pareto.png", "sheet_x*.png")  # what write_report writes
+_DEVICES_FILES = ("devices.md", "devices.json")  # what write_devices_report writes
+
+
+def report_conflicts(out_dir: str | os.PathLike[str], names: Sequence[str] = _REPORT_FILES) -> list[Path]:
+    """The files of an earlier report in ``out_dir`` that writing a report there would replace."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    return [p for pattern in names for p in sorted(out.glob(pattern))]
+
+
+def check_report_target(
+    out_dir: str | os.PathLike[str], overwrite: bool, names: Sequence[str] = _REPORT_FILES
+) -> None:
+    """One-line refusal, before any work, where ``out_dir`` (or a folder above it) is a file,
+    or holds a report and ``overwrite`` is off."""
+    from ..data.io import check_out_folder
+
+    check_out_folder(Path(out_dir))
+    found = report_conflicts(out_dir, names)
+    if found and not overwrite:
+        more = f" (and {len(found) - 1} more report file(s))" if len(found) > 1 else ""
+        raise SrEdgeError(f"{found[0]} already exists{more}; pass --overwrite to replace the report, or another --out")
+
+
 def write_report(
     results: Results | str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
     dataset: str | None = None,
     resolution: str | None = None,
+    overwrite: bool = False,
 ) -> ReportFiles:
     """Write ``report.md``, ``pareto.png`` and ``sheet_x<s>.png`` into ``out_dir``.
 
     ``out_dir`` defaults to ``<results stem>_report`` beside the results file. Files are
-    written atomically (temp file + rename).
+    written atomically (temp file + rename); those of an earlier report in ``out_dir`` are
+    replaced only with ``overwrite`` (refused before anything is written).
     """
     from ..provenance import atomic_path
 
@@ -401,9 +429,7 @@ def write_report(
             raise SrEdgeError("pass out_dir: these results were not read from a file")
         out_dir = res.path.with_name(f"{res.path.stem}_report")
     out = Path(out_dir)
-    from ..data.io import check_out_folder
-
-    check_out_folder(out)  # a file at --out (or above it) is named, never replaced
+    check_report_target(out, overwrite)  # a file at --out (or above it), or an earlier report: named, never replaced
     out.mkdir(parents=True, exist_ok=True)
     md_path = out / "report.md"
     text = markdown(res, dataset, resolution)
@@ -487,17 +513,19 @@ def devices_markdown(table: DevicesTable) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_devices_report(tables: Sequence[DevicesTable], out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``devices.md`` (per scale: the cross-device table and picks) and ``devices.json`` into ``out_dir``."""
+def write_devices_report(
+    tables: Sequence[DevicesTable], out_dir: str | os.PathLike[str], overwrite: bool = False
+) -> Path:
+    """Write ``devices.md`` (per scale: the cross-device table and picks) and ``devices.json`` into ``out_dir``
+    (an earlier report there is replaced only with ``overwrite``)."""
     import json
 
-    from ..data.io import check_out_folder
     from ..provenance import atomic_path
 
     if not tables:
         raise SrEdgeError("no table to write")
     out = Path(out_dir)
-    check_out_folder(out)
+    check_report_target(out, overwrite, _DEVICES_FILES)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "devices.md"
     with atomic_path(path) as tmp:

@@ -192,6 +192,11 @@ def load_results(path: str | os.PathLike[str], allow_empty: bool = False) -> Res
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise SrEdgeError(f"{p}: not an sr-edge bench results file (schema {found!r}, expected {SCHEMA!r})")
     version = doc.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SrEdgeError(
+            f"{p}: results schema_version is {version!r}, not an integer as sr-edge writes it (this sr-edge reads "
+            f"{SCHEMA_VERSION}); the file was edited or written by another tool: re-run sr-edge bench"
+        )
     if version != SCHEMA_VERSION:
         raise SrEdgeError(
             f"{p}: results schema version {version!r}, but this sr-edge reads version {SCHEMA_VERSION}; "

@@ -124,6 +124,8 @@ def resolve_dataset(
     candidates: list[Path] = []
     if direct.is_dir():
         candidates.append(direct)
+    elif direct.exists():  # not DatasetNotFoundError: it exists, it is just not a folder
+        raise SrEdgeError(f"dataset {text} is a file, not a folder; pass the folder that holds the images")
     elif os.sep in text or (os.altsep and os.altsep in text):
         raise DatasetNotFoundError(f"dataset folder {text} does not exist")
     roots = search_path(data_root, split)

@@ -12,12 +12,14 @@ as its rows arrive (:class:`PngBandWriter`), so the whole output never has to si
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import stat
 import struct
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,9 +84,9 @@ def _read_png16(path: Path) -> np.ndarray:
         head = f.read(24)
     _check_pixels(path, *struct.unpack(">II", head[16:24]))
     try:
-        reader = png.Reader(filename=str(path))
-        width, height, rows, info = reader.asDirect()
-        data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+        with open(path, "rb") as f:  # opened here: pypng's Reader(filename=) leaks its file when decoding fails
+            width, height, rows, info = png.Reader(file=f).asDirect()
+            data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
         data = data.reshape(height, width, info["planes"])
     except MemoryError:
         raise SrEdgeError(f"{path}: image is too large to decode in this machine's memory") from None
@@ -93,21 +95,40 @@ def _read_png16(path: Path) -> np.ndarray:
     return data
 
 
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Silence what the decoders say about a damaged file while they read it.
+
+    Pillow warns (two lines each on stderr) of a corrupt EXIF block or a TIFF tag it skips,
+    and of sizes between its warning and error levels (the limit here is MAX_PIXELS), and
+    logs a TIFF it cannot decode; tifffile logs each damaged tag (as errors). The outcome
+    of reading is an image or one line, never their chatter before it.
+    """
+    loggers = [logging.getLogger(name) for name in ("PIL", "tifffile")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _from_pillow(path: Path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
-            # between Pillow's warning and error levels: the limit here is MAX_PIXELS, checked below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_format(path, im)
-                _check_pixels(path, *im.size)
-                im.load()
-                if im.format == "TIFF" and _tiff_is_multichannel_16bit(im):
-                    return _read_tiff16(path)
-                upright = ImageOps.exif_transpose(im) if im.format in ("JPEG", "MPO") else im
-                return _pillow_to_array(path, upright)
+        with _quiet_decoders(), Image.open(path) as im:
+            _check_format(path, im)
+            _check_pixels(path, *im.size)
+            im.load()
+            if im.format == "TIFF" and _tiff_is_multichannel_16bit(im):
+                return _read_tiff16(path)
+            upright = ImageOps.exif_transpose(im) if im.format in ("JPEG", "MPO") else im
+            return _pillow_to_array(path, upright)
     except SrEdgeError:
         raise
     except UnidentifiedImageError:
@@ -159,7 +180,7 @@ def _read_tiff16(path: Path) -> np.ndarray:
     except ImportError:  # a core dependency; only a broken install lacks it
         raise SrEdgeError(f"{path}: 16-bit colour TIFF needs tifffile: pip install tifffile") from None
     try:
-        with tifffile.TiffFile(str(path)) as tif:
+        with _quiet_decoders(), tifffile.TiffFile(str(path)) as tif:
             if len(tif.pages) > 1:
                 raise SrEdgeError(
                     f"{path}: a TIFF file of {len(tif.pages)} pages; sr-edge upscales single images "
@@ -264,8 +285,9 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
     channels = img.shape[-1]
     suffix = _check_target(p, channels, img.dtype)
 
-    from ..provenance import naming, temp_beside
+    from ..provenance import check_replaceable, naming, temp_beside
 
+    check_replaceable(p)
     tmp = temp_beside(p)
     try:
         with naming(p, tmp):  # a full disk or a refused write names the output, not the temp file
@@ -423,8 +445,9 @@ def write_image_bands(
             raise ValueError(f"{p}: got {row} of {height} rows")
         return write_image(p, out, quality)
 
-    from ..provenance import naming, temp_beside
+    from ..provenance import check_replaceable, naming, temp_beside
 
+    check_replaceable(p)
     tmp = temp_beside(p)
     try:
         with naming(p, tmp), open(tmp, "wb") as f:

@@ -70,6 +70,8 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     text = os.fspath(name_or_path)
     if text.endswith(".toml") or os.sep in text:
         if not Path(text).is_file():
+            if Path(text).exists():
+                raise SrEdgeError(f"device profile {text} is not a file; pass a profile's .toml file or its name")
             raise SrEdgeError(f"device profile {text} does not exist")
         return load_profile_file(text)
     paths = profile_paths()

@@ -93,18 +93,32 @@ def to_onnx(net: Any, channels: int, exporter: Exporter, opset: int) -> tuple[on
     """(graph, exporter used)."""
     import torch
 
+    from ..boundary import interrupt_guard
+
     example = torch.rand(_EXAMPLE_BATCH, channels, _EXAMPLE_H, _EXAMPLE_W, generator=torch.Generator().manual_seed(0))
     if exporter in ("auto", "dynamo"):
-        try:
-            return _export_dynamo(net, example, opset), "torch.onnx dynamo"
-        except Exception as e:
-            if exporter == "dynamo":
-                raise SrEdgeError(f"the dynamo ONNX exporter failed: {one_line(str(e))[:300]}") from None
-            reason = re.sub(r"\x1b\[[0-9;]*m", "", one_line(f"{type(e).__name__}: {e}"))[:200]
-            label = f"torch.onnx legacy (dynamo failed: {reason})"
+        # torch.export can turn a Ctrl-C that lands inside it into an error of its own (or
+        # swallow it): the guard re-raises it, so it is never taken for a dynamo failure
+        # that falls back to the legacy exporter, nor for a legacy failure.
+        with interrupt_guard() as interrupted:
+            try:
+                graph = _export_dynamo(net, example, opset)
+            except Exception as e:
+                interrupted()
+                if exporter == "dynamo":
+                    raise SrEdgeError(f"the dynamo ONNX exporter failed: {one_line(str(e))[:300]}") from None
+                reason = re.sub(r"\x1b\[[0-9;]*m", "", one_line(f"{type(e).__name__}: {e}"))[:200]
+                label = f"torch.onnx legacy (dynamo failed: {reason})"
+            else:
+                interrupted()
+                return graph, "torch.onnx dynamo"
     else:
         label = "torch.onnx legacy"
-    try:
-        return _export_legacy(net, example, opset), label
-    except Exception as e:
-        raise SrEdgeError(f"the legacy ONNX exporter failed: {one_line(str(e))[:300]}") from None
+    with interrupt_guard() as interrupted:
+        try:
+            graph = _export_legacy(net, example, opset)
+        except Exception as e:
+            interrupted()
+            raise SrEdgeError(f"the legacy ONNX exporter failed: {one_line(str(e))[:300]}") from None
+        interrupted()
+        return graph, label

@@ -54,7 +54,7 @@ from ..bundle import (
 from ..data.datasets import check_data_root
 from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError
-from ..provenance import current_umask, git_info, library_versions, now_utc, sha256_file, temp_beside
+from ..provenance import current_umask, git_info, library_versions, naming, now_utc, sha256_file, temp_beside
 from ..version import __version__
 from .convert import Exporter, to_onnx
 from .graph import graph_precision, graph_sha256, postprocess
@@ -272,15 +272,17 @@ def export_bundle(
         "metrics": metrics,
     }
     onnx.helper.set_model_props(model, metadata_props(manifest))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(target, folder=True)
     try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide the bundle from other users
-        onnx_path = tmp / MODEL_FILE
-        onnx_path.write_bytes(model.SerializeToString(deterministic=True))
-        manifest["files"] = {MODEL_FILE: {"sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size}}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _publish(tmp, target, overwrite)
+        with naming(target, tmp, tmp / MODEL_FILE, tmp / MANIFEST):  # a full disk names the bundle, not the temp
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide the bundle from other users
+            onnx_path = tmp / MODEL_FILE
+            onnx_path.write_bytes(model.SerializeToString(deterministic=True))
+            manifest["files"] = {MODEL_FILE: {"sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size}}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            _publish(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

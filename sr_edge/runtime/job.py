@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import SrEdgeError
+from ..errors import SrEdgeError, Terminated  # SIGTERM, raised so that finally blocks remove partial files
 from .auto import AUTO, DEFAULT_SCALE, OpenedModel, device_profile, open_model
 from .files import TileSetting, choose_tile, upscale_file
 from .folder import Plan, Summary, plan_files, plan_folder, run_plan, stale_temps, sweep
@@ -30,8 +30,6 @@ EXIT_INTERRUPTED = 130
 Mode = Literal["images", "folder", "video"]
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks remove partial files."""
 
 
 def parse_tile(text: str) -> TileSetting:
@@ -192,6 +190,12 @@ class _Runner:
 
     def _images(self, model: OpenedModel, plan: Plan, mode: Mode) -> int:
         r = self.request
+        if mode == "folder":
+            r.out.mkdir(exist_ok=True)
+        # what a killed run (kill -9) left beside any planned output, skipped ones included
+        removed = sweep([*plan.jobs, *plan.existing])
+        if removed:
+            _say(f"removed {removed} temp file(s) an interrupted run left in {r.out}")
         if mode == "images" and len(plan.jobs) == 1:  # one image: its error is the run's error
             job = plan.jobs[0]
             result = upscale_file(model, job.src, job.dst, r.tile, self.budget_mb())
@@ -202,10 +206,6 @@ class _Runner:
             print(job.dst, flush=True)
             return 0
         if mode == "folder":
-            r.out.mkdir(exist_ok=True)
-            removed = sweep(plan.jobs)
-            if removed:
-                _say(f"removed {removed} temp file(s) an interrupted run left in {r.out}")
             if plan.folders_not_entered:
                 _say(f"{plan.folders_not_entered} subfolder(s) of {r.inputs[0]} not entered (--recursive enters them)")
         on_written = (lambda p: print(p, flush=True)) if mode == "images" else None

@@ -158,7 +158,8 @@ class TrainConfig:
 
     # Fields that may change when a run is resumed. All but ``steps`` leave the result
     # unchanged; a new ``steps`` extends (or shortens) the run and stretches the schedule.
-    RESUMABLE_CHANGES = ("val_every", "ckpt_every", "log_every", "device", "threads", "steps")
+    # ``out`` is where the run folder is now: a copied or moved run folder resumes.
+    RESUMABLE_CHANGES = ("val_every", "ckpt_every", "log_every", "device", "threads", "steps", "out")
 
     def resume_conflicts(self, other: TrainConfig) -> list[str]:
         a, b = self.to_json(), other.to_json()

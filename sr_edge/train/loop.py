@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +42,7 @@ from ..upscale import NetworkUpscaler
 from .config import TrainConfig
 from .data import PatchSampler, split_validation, training_files
 from .dist import Distributed
-from .finetune import init_architecture, init_from
+from .finetune import init_from
 from .gan import GanParts
 from .signals import stop_on_signals
 
@@ -281,10 +283,6 @@ def _setup(
     # this order is part of what makes a run reproducible.
     torch.manual_seed(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    if hooks.model is None and config.init:  # a pruned --init trains in its own recorded architecture
-        pruned = init_architecture(config.init, config.model, config.scale, config.options)
-        if pruned is not None:
-            hooks = TrainHooks(model=pruned[0], loss=hooks.loss, meta={**pruned[1], **hooks.meta})
     # On the device before any state is loaded, so that the optimizer state a resumed run
     # loads lands there too (Optimizer.load_state_dict moves it to its parameters' device).
     built = hooks.model() if hooks.model is not None else create_model(config.model, config.scale, **config.options)
@@ -428,6 +426,8 @@ def train(
         torch.set_num_threads(config.threads)
     device = _device(config.device)
     dist = Distributed(device)
+    out = Path(config.out)
+    before = set(os.listdir(out)) if out.is_dir() else None  # what a failed new run must leave as it was
     try:
         run = _setup(config, resume, device, dist, started, hooks or TrainHooks())
         interrupted = _steps(run, progress)
@@ -443,5 +443,25 @@ def train(
             best_val_psnr=run.best_val,
             seconds=time.time() - started,
         )
+    except BaseException:
+        if dist.main and not resume:
+            _remove_unfinished(out, before)
+        raise
     finally:
         dist.close()
+
+
+def _remove_unfinished(out: Path, before: set[str] | None) -> None:
+    """After a new run failed (a full disk, an error) before its first checkpoint: remove what
+    it wrote, so no run folder holding only ``log.jsonl`` blocks the next try or a --resume."""
+    if (out / LAST).exists() or not out.is_dir():
+        return  # resumable: the folder stays
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for name in set(os.listdir(out)) - before:
+        made = out / name
+        if made.is_dir() and not made.is_symlink():
+            shutil.rmtree(made, ignore_errors=True)
+        else:
+            made.unlink(missing_ok=True)
