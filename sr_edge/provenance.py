@@ -169,12 +169,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
 
     On any exit before that (an error, Ctrl-C, SIGTERM raised as an exception) the temp
-    file is removed; an OS failure names ``path``, not the temp file.
+    file is removed, and the temps a killed earlier write of ``path`` left are swept first;
+    an OS failure names ``path``, not the temp file.
     """
     target = Path(path)
     check_replaceable(target)
     with naming(target):
         target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(target)  # what an earlier write of it left when killed (kill -9, power loss)
     tmp = temp_beside(target)
     try:
         with naming(target, tmp):
@@ -187,20 +189,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-TEMP_SUFFIX = ".tmp"
-
-
 def stale_temps(target: str | os.PathLike[str]) -> list[Path]:
-    """Temp files (or folders) an interrupted write of ``target`` left beside it: the names
-    :func:`temp_beside` gives (``.NAME.<random>.tmp``), and nothing else."""
+    """Temp files (or folders) an interrupted write of ``target`` left beside it: exactly the
+    names :func:`temp_beside` gives (``.NAME.`` + tempfile's 8 random characters + ``.tmp``)."""
     t = Path(target)
     try:
         names = os.listdir(t.parent)
     except OSError:
         return []
-    prefix = f".{t.name}."
-    ours = [n for n in names if n.startswith(prefix) and n.endswith(TEMP_SUFFIX) and len(n) > len(prefix) + 4]
-    return [t.parent / n for n in sorted(ours)]
+    ours = re.compile(rf"\.{re.escape(t.name)}\.[a-z0-9_]{{8}}\.tmp")
+    return [t.parent / n for n in sorted(names) if ours.fullmatch(n)]
 
 
 def sweep_stale(target: str | os.PathLike[str]) -> list[Path]:

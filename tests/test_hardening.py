@@ -682,3 +682,53 @@ def test_atomic_writes_name_the_target_not_the_temp(tmp_path: Path, monkeypatch:
         write_json(target, {"a": 1})
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_is_not_a_file_is_never_replaced(cli: Any, tmp_path: Path, image: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    cli("upscale", "bicubic", image, "--out", fifo, "--overwrite").one_line_error("not a regular file")
+    assert fifo.is_fifo()
+    from sr_edge.provenance import write_json
+
+    with pytest.raises(SrEdgeError, match="not a regular file"):
+        write_json(fifo, {})
+    assert fifo.is_fifo() and temps_under(tmp_path) == []
+
+
+def test_bench_overwrite_stopped_with_sigterm_keeps_the_old_file(tmp_path: Path) -> None:
+    from tests.test_report import ROWS, results_file
+
+    old = results_file(tmp_path, ROWS)
+    before = old.read_bytes()
+    args = [sys.executable, "-m", "sr_edge", *map(str, _quick_bench("--out", old, "--overwrite"))]
+    args[args.index("--rounds") + 1] = "20"  # 20 rounds of at least 0.5 s: long enough to be stopped midway
+    args.remove("--quick")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not list(tmp_path.glob(f".{old.name}.*.tmp/*")):
+        time.sleep(0.01)
+    time.sleep(0.5)  # rows are being measured into the hidden folder
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and f"{old} is unchanged" in err and "Traceback" not in err, err
+    assert old.read_bytes() == before and temps_under(tmp_path) == []
+
+
+def test_every_atomic_write_sweeps_what_a_killed_write_of_it_left(tmp_path: Path) -> None:
+    from sr_edge.provenance import temp_beside, write_json
+
+    target = tmp_path / "r.json"
+    killed = [temp_beside(target), temp_beside(target, folder=True)]  # as kill -9 mid-write leaves them
+    (killed[1] / "part").write_text("x")
+    mine = [tmp_path / ".r.json.notes.tmp", tmp_path / ".r.json.a1b2c3d4.tmp.bak", tmp_path / ".other.a1b2c3d4.tmp"]
+    for p in mine:  # not our pattern for this target: never touched
+        p.write_text("user's")
+    write_json(target, {"a": 1})
+    assert not any(p.exists() for p in killed) and all(p.read_text() == "user's" for p in mine)
+    img = tmp_path / "x.png"
+    stale = temp_beside(img)
+    write_image(img, np.zeros((2, 2, 3), np.uint8))
+    assert not stale.exists()

@@ -285,9 +285,10 @@ def write_image(path: str | os.PathLike[str], img: np.ndarray, quality: int = 95
     channels = img.shape[-1]
     suffix = _check_target(p, channels, img.dtype)
 
-    from ..provenance import check_replaceable, naming, temp_beside
+    from ..provenance import check_replaceable, naming, sweep_stale, temp_beside
 
     check_replaceable(p)
+    sweep_stale(p)  # what a killed earlier write of it left
     tmp = temp_beside(p)
     try:
         with naming(p, tmp):  # a full disk or a refused write names the output, not the temp file
@@ -445,9 +446,10 @@ def write_image_bands(
             raise ValueError(f"{p}: got {row} of {height} rows")
         return write_image(p, out, quality)
 
-    from ..provenance import check_replaceable, naming, temp_beside
+    from ..provenance import check_replaceable, naming, sweep_stale, temp_beside
 
     check_replaceable(p)
+    sweep_stale(p)
     tmp = temp_beside(p)
     try:
         with naming(p, tmp), open(tmp, "wb") as f:

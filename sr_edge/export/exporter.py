@@ -54,7 +54,16 @@ from ..bundle import (
 from ..data.datasets import check_data_root
 from ..data.io import check_out_folder
 from ..errors import MissingDependencyError, SrEdgeError
-from ..provenance import current_umask, git_info, library_versions, naming, now_utc, sha256_file, temp_beside
+from ..provenance import (
+    current_umask,
+    git_info,
+    library_versions,
+    naming,
+    now_utc,
+    sha256_file,
+    sweep_stale,
+    temp_beside,
+)
 from ..version import __version__
 from .convert import Exporter, to_onnx
 from .graph import graph_precision, graph_sha256, postprocess
@@ -274,6 +283,7 @@ def export_bundle(
     onnx.helper.set_model_props(model, metadata_props(manifest))
     with naming(target):
         target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(target)  # the temp folder a killed earlier export of it left
     tmp = temp_beside(target, folder=True)
     try:
         with naming(target, tmp, tmp / MODEL_FILE, tmp / MANIFEST):  # a full disk names the bundle, not the temp

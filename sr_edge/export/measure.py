@@ -46,10 +46,13 @@ def measure_graph(model_bytes: bytes, src: _Source, dataset: Dataset | None, pro
 
 
 def graph_stats(net: Any, channels: int, scale: int) -> dict[str, Any] | None:
+    from ..boundary import interrupt_guard
     from ..models import model_stats
 
-    try:
-        stats = model_stats(net, channels, scale)
-    except Exception:  # a module the MAC counter cannot run (e.g. exotic QAT wrappers): leave it out
-        return None
+    with interrupt_guard() as interrupted:
+        try:
+            stats = model_stats(net, channels, scale)
+        except Exception:  # a module the MAC counter cannot run (e.g. exotic QAT wrappers): leave it out
+            interrupted()  # ... but a Ctrl-C that torch turned into an error ends the export
+            return None
     return {"params": stats.params, "macs_per_output_pixel": stats.macs_per_output_pixel}
