@@ -18,12 +18,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on its embedded default (no dataset needed): the shipped models' quality on
-# scikit-image's bundled photos, then a quick quality-vs-latency benchmark of the committed
-# bundles on this machine's device profile (results/, with the report and Pareto plot).
+# The main job on its embedded default recipe (sr_edge/recipe/default.toml): prune and
+# quantise with short fine-tunes, benchmark every bundle with the peers, report, and pick a
+# model per device and budget, into results/run/ (index.md first). Re-runs reuse finished stages.
 run: setup
-	$(VENV)/bin/sr-edge eval bicubic ecbsr-m4c16 fsrcnn espcn --scale 2 3 4
-	$(VENV)/bin/sr-edge bench --quick --dataset samples --out results/bench.json --overwrite --report
+	$(VENV)/bin/sr-edge run --out results/run
 
 test: setup
 	$(PY) -m ruff check sr_edge tests benchmarks docs/studies setup.py
