@@ -732,3 +732,19 @@ def test_every_atomic_write_sweeps_what_a_killed_write_of_it_left(tmp_path: Path
     stale = temp_beside(img)
     write_image(img, np.zeros((2, 2, 3), np.uint8))
     assert not stale.exists()
+
+
+def test_an_empty_output_path_is_refused_by_the_api_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sr_edge.bench import write_report
+    from sr_edge.train.config import TrainConfig
+    from tests.test_report import ROWS, results_file
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SrEdgeError, match="out is empty"):
+        TrainConfig(model="espcn", scale=2, data=("T91",), out="")
+    (tmp_path / "r").mkdir()
+    results = results_file(tmp_path / "r", ROWS)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(SrEdgeError, match="report folder is empty"):
+        write_report(results, "")
+    assert sorted(tmp_path.iterdir()) == before

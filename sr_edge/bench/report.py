@@ -424,6 +424,8 @@ def write_report(
     if resolution is not None and resolution not in res.settings.get("resolutions", []):
         measured = ", ".join(res.settings.get("resolutions", []))
         raise SrEdgeError(f"resolution {resolution!r} is not in the results (measured: {measured})")
+    if out_dir is not None and not os.fspath(out_dir).strip():  # Path("") would be the current folder
+        raise SrEdgeError("the report folder is empty; name one (--out DIR) or leave it out")
     if out_dir is None:
         if res.path is None:
             raise SrEdgeError("pass out_dir: these results were not read from a file")

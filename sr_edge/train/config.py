@@ -103,6 +103,8 @@ class TrainConfig:
             raise SrEdgeError("degradation 'bicubic' takes no degradation settings")
         if not self.data:
             raise SrEdgeError("no training data given; pass --data with one or more image folders")
+        if not str(self.out).strip():  # Path("") would be the current folder
+            raise SrEdgeError("out is empty; name the run folder (--out DIR)")
         positive = ("steps", "batch_size", "patch_size", "val_every", "ckpt_every", "log_every")
         for name in positive:
             if int(getattr(self, name)) <= 0:
