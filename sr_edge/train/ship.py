@@ -19,25 +19,32 @@ from typing import Any
 
 from ..checkpoint import load_checkpoint, save_checkpoint, training_stage
 from ..data.datasets import resolve_dataset
-from ..errors import DatasetNotFoundError
+from ..data.degrade import parse_degrade
+from ..errors import DatasetNotFoundError, SrEdgeError
 from ..evaluate import evaluate
-from ..models import model_card, model_from_checkpoint, model_stats
+from ..models import create_model, load_state, model_card, model_from_checkpoint, model_stats
 from ..models.registry import WEIGHTS_DIR
 from ..provenance import sha256_file, write_json
 from ..resolve import torch_upscaler
 
 CARD_DATASETS = ("Set5", "Set14", "B100", "samples")
+# Degraded inputs measured for a model trained on degraded LR (``sr-edge eval --degrade`` forms)
+CARD_DEGRADED = ("jpeg:75", "jpeg:50", "noise:5")
+CARD_DEGRADED_DATASETS = ("Set5", "Set14")
 
 
-def measure(model: Any, name: str, color_mode: str) -> dict[str, dict[str, float]]:
-    """PSNR/SSIM-Y of a model on every card dataset that is present."""
+def measure(
+    model: Any, name: str, color_mode: str, datasets: Sequence[str] = CARD_DATASETS, degrade: str | None = None
+) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM-Y of a model on every card dataset that is present (LR degraded by ``degrade``)."""
+    degradation = parse_degrade(degrade) if degrade else None
     table: dict[str, dict[str, float]] = {}
-    for ds_name in CARD_DATASETS:
+    for ds_name in datasets:
         try:
             ds = resolve_dataset(None if ds_name == "samples" else ds_name)
         except DatasetNotFoundError:
             continue
-        r = evaluate(torch_upscaler(model, name, color_mode), ds)
+        r = evaluate(torch_upscaler(model, name, color_mode), ds, degradation=degradation)
         table[ds_name] = {"psnr_y": round(r.psnr_y, 4), "ssim_y": round(r.ssim_y, 5)}
     return table
 
@@ -103,24 +110,40 @@ def lineage(meta: dict[str, Any], search: Sequence[Path] = ()) -> list[dict[str,
     return chain
 
 
-def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: Sequence[Path] = ()) -> dict[str, Any]:
+def ship(
+    run_dir: Path,
+    which: str = "last",
+    dest: Path = WEIGHTS_DIR,
+    search: Sequence[Path] = (),
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Ship a run's weights as ``name`` (default: the run's model; another registered name of
+    the same architecture ships a variant, e.g. ``ecbsr-m4c16-real`` beside ``ecbsr-m4c16``)."""
     src = run_dir / f"{which}.safetensors"
     model, ckpt = model_from_checkpoint(src)
-    card = model_card(ckpt.model)
+    name = name or ckpt.model
+    card = model_card(name)
+    if name != ckpt.model:  # the variant's own factory must take these tensors as they are
+        if card.family != model_card(ckpt.model).family:
+            raise SrEdgeError(f"cannot ship a {ckpt.model} run as {name}: another model family")
+        load_state(create_model(name, ckpt.scale, **ckpt.overrides), model.state_dict(), str(src))
     stats = model_stats(model.deploy(), card.channels, ckpt.scale)
-    target = dest / f"{ckpt.model}_x{ckpt.scale}.safetensors"
-    # Before the old file is replaced: it may be the parent this run was fine-tuned from.
-    chain = lineage(ckpt.meta, [target, *search])
+    target = dest / f"{name}_x{ckpt.scale}.safetensors"
+    # Before the old file is replaced: it may be the parent this run was fine-tuned from
+    # (or, for a variant, the shipped file named by the run's --init).
+    init = ckpt.meta.get("init")
+    parent = [Path(init["path"])] if isinstance(init, dict) and init.get("path") else []
+    chain = lineage(ckpt.meta, [target, *parent, *search])
     keep: dict[str, Any] = {
         k: ckpt.meta[k]
         for k in ("train_config", "data", "step", "wall_seconds", "metrics", "init", "git", "device", "device_name")
         if k in ckpt.meta
     }
-    save_checkpoint(target, ckpt.model, ckpt.scale, model.state_dict(), meta=keep, overrides=ckpt.overrides)
+    save_checkpoint(target, name, ckpt.scale, model.state_dict(), meta=keep, overrides=ckpt.overrides)
     shipped = load_checkpoint(target)  # round trip: what users will load
-    assert shipped.model == ckpt.model
+    assert shipped.model == name
     info = {
-        "model": ckpt.model,
+        "model": name,
         "family": card.family,
         "scale": ckpt.scale,
         "color_mode": card.color_mode,
@@ -137,7 +160,8 @@ def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: S
         "steps": ckpt.meta.get("step"),
         "wall_hours": round(float(ckpt.meta.get("wall_seconds", 0.0)) / 3600, 2),
         "git": ckpt.meta.get("git", {}),
-        "quality": measure(model, ckpt.model, card.color_mode),
+        "quality": measure(model, name, card.color_mode),
+        **_degraded_quality(model, name, card.color_mode, ckpt.meta.get("train_config", {})),
         "sha256": sha256_file(target),
         "file": target.name,
     }
@@ -145,10 +169,28 @@ def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR, search: S
     return info
 
 
+def _degraded_quality(model: Any, name: str, color_mode: str, train_config: dict[str, Any]) -> dict[str, Any]:
+    """For weights trained on degraded LR: the degradation they were trained with and their
+    quality on degraded inputs (``{form: {dataset: {psnr_y, ssim_y}}}``); nothing for bicubic training."""
+    kind = train_config.get("degradation", "bicubic")
+    if kind == "bicubic":
+        return {}
+    return {
+        "degradation": {"name": kind, "settings": train_config.get("degradation_config")},
+        "quality_degraded": {
+            form: measure(model, name, color_mode, CARD_DEGRADED_DATASETS, degrade=form) for form in CARD_DEGRADED
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sr_edge.train.ship", description=__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with last.safetensors)")
     parser.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    parser.add_argument(
+        "--name",
+        help="ship as this registered model (same architecture), e.g. ecbsr-m4c16-real; default: the run's model",
+    )
     parser.add_argument(
         "--parents",
         nargs="*",
@@ -158,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     for run in args.runs:
-        info = ship(run, args.checkpoint, search=args.parents)
+        info = ship(run, args.checkpoint, search=args.parents, name=args.name)
         q = ", ".join(f"{k} {v['psnr_y']:.2f}/{v['ssim_y']:.4f}" for k, v in info["quality"].items())
         print(json.dumps({"model": info["model"], "scale": info["scale"], "sha256": info["sha256"]}))
         print(f"  {q}", file=sys.stderr)
