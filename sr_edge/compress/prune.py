@@ -241,7 +241,7 @@ class _Masker:
 
     def __init__(self, net: nn.Module, graph: Any, batches: Sequence[torch.Tensor]) -> None:
         self.net, self.graph, self.batches = net, graph, batches
-        self.saved = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (tensor, its unmasked values)
         with torch.no_grad():
             self.reference = [net(x) for x in batches]
         self._targets: dict[tuple[int, tuple[int, ...]], list[tuple[nn.Module, list[int]]]] = {}
@@ -257,25 +257,30 @@ class _Masker:
             ]
         return self._targets[key]
 
+    def _zero(self, tensor: torch.Tensor, dim: int, idxs: list[int]) -> None:
+        self.saved.setdefault(id(tensor), (tensor, tensor.detach().clone()))
+        tensor.index_fill_(dim, torch.tensor(idxs), 0.0)
+
     @torch.no_grad()
     def error(self, groups: Sequence[_Group], widths: Sequence[int]) -> float:
         """Mean squared difference from the unpruned output with ``widths`` kept."""
-        self.net.load_state_dict(self.saved)
+        self.restore()
         for g, keep in zip(groups, widths, strict=True):
             if keep < g.width:
                 for module, idxs in self._produced(g, g.dropped(keep)):
                     # SubPixelDeconv's weight is c_in x c_out x k x k; every other layer's is out-first
-                    dim = 1 if isinstance(module, SubPixelDeconv) else 0
-                    weight = getattr(module, "weight")  # noqa: B009 - any layer with a weight
-                    weight.index_fill_(dim, torch.tensor(idxs), 0.0)
+                    self._zero(getattr(module, "weight"), 1 if isinstance(module, SubPixelDeconv) else 0, idxs)  # noqa: B009
                     bias = getattr(module, "bias", None)
                     if isinstance(bias, torch.Tensor):
-                        bias.index_fill_(0, torch.tensor(idxs), 0.0)
+                        self._zero(bias, 0, idxs)
         err = sum(float(F.mse_loss(self.net(x), ref)) for x, ref in zip(self.batches, self.reference, strict=True))
         return err / len(self.batches)
 
+    @torch.no_grad()
     def restore(self) -> None:
-        self.net.load_state_dict(self.saved)
+        """Every zeroed tensor back to its values."""
+        for tensor, values in self.saved.values():
+            tensor.copy_(values)
 
 
 def _sensitivity(groups: list[_Group], masker: _Masker) -> list[dict[int, float]]:
