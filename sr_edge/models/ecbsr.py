@@ -236,6 +236,20 @@ def ecbsr_m4c16(scale: int, **kw: int) -> ECBSR:
 
 
 @register_model(
+    "ecbsr-m4c16-real",
+    family="ECBSR",
+    color_mode="y",
+    paper=_PAPER,
+    description="ecbsr-m4c16 fine-tuned on realistic LR (JPEG, noise, blur): for camera photos and video frames",
+    weights={
+        4: "838a0ead0bcb9e4eb883171edb6ae82461a6a3e7e030a0fc4b069ac109485fda",
+    },
+)
+def ecbsr_m4c16_real(scale: int, **kw: int) -> ECBSR:
+    return ECBSR(scale, **{"blocks": 4, "features": 16, **kw})
+
+
+@register_model(
     "ecbsr-m4c8",
     family="ECBSR",
     color_mode="y",
