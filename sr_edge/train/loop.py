@@ -42,7 +42,7 @@ from ..upscale import NetworkUpscaler
 from .config import TrainConfig
 from .data import PatchSampler, split_validation, training_files
 from .dist import Distributed
-from .finetune import init_from
+from .finetune import init_architecture, init_from
 from .gan import GanParts
 from .signals import stop_on_signals
 
@@ -283,6 +283,10 @@ def _setup(
     # this order is part of what makes a run reproducible.
     torch.manual_seed(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    if hooks.model is None and config.init:  # a pruned --init trains in its own recorded architecture
+        pruned = init_architecture(config.init, config.model, config.scale, config.options)
+        if pruned is not None:
+            hooks = TrainHooks(model=pruned[0], loss=hooks.loss, meta={**pruned[1], **hooks.meta})
     # On the device before any state is loaded, so that the optimizer state a resumed run
     # loads lands there too (Optimizer.load_state_dict moves it to its parameters' device).
     built = hooks.model() if hooks.model is not None else create_model(config.model, config.scale, **config.options)
