@@ -243,7 +243,7 @@ def ecbsr_m4c16(scale: int, **kw: int) -> ECBSR:
     description="ecbsr-m4c16 fine-tuned on realistic LR (JPEG, noise, blur): for camera photos and video frames",
     weights={
         2: "b4ccce39897d560fd948b75b9eb3ed32e0a4279bde24250c0e55c96d8dfd775b",
-        4: "838a0ead0bcb9e4eb883171edb6ae82461a6a3e7e030a0fc4b069ac109485fda",
+        4: "915d797c9bea7bab86be0456e8879d6f10318c6d83e35beabbcc8d4c75b28183",
     },
 )
 def ecbsr_m4c16_real(scale: int, **kw: int) -> ECBSR:
