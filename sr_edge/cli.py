@@ -170,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init,
         skip_small=args.skip_small,
         channels_last=args.channels_last,
+        degradation=args.degradation,
         data_root=args.data_root,
         model_options=_model_options(args.model_option),
         perceptual=perceptual,
@@ -301,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         "upscale",
         help="upscale images, a folder of them or a video",
         description="Upscale image files, a folder of images (layout kept) or a video (audio kept). "
-        "Large images run in tiles that overlap by the model's receptive field: no seams.",
+        "Large images run in tiles that overlap by the model's receptive field: no seams. "
+        "For camera photos, phone JPEGs, video frames or noisy shots use ecbsr-m4c16-real (x2, x4; trained on "
+        "JPEG, noise and blur); the other models assume a clean, bicubic-downscaled input.",
     )
     p.add_argument("model", help="bicubic, a model name[:tag], a checkpoint or a bundle folder")
     p.add_argument(
@@ -372,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     option(
         "--channels-last",
         help="train in the channels_last memory format (faster on a CPU for some models, e.g. fsrcnn; see README)",
+    )
+    option(
+        "--degradation",
+        help="how LR patches are made: bicubic (the protocol's clean LR), realistic (random blur, resampler, "
+        "noise and JPEG, for camera photos; see docs/real-photos.md) or a degradation .toml file",
     )
     p.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="architecture option, e.g. features=32")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")

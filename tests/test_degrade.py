@@ -276,6 +276,20 @@ def test_realistic_training_resumes_exactly_across_a_pool(
         train(cfg("cut", steps=10, degradation=str(other)), resume=True, progress=False)
 
 
+def test_train_cli_degradation_reaches_the_run_and_bad_values_are_one_line(image_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from sr_edge.checkpoint import load_checkpoint
+
+    out = tmp_path / "cli"
+    common = ("--scale", "2", "--data", str(image_folder), "--steps", "2", "--batch-size", "2", "--patch-size", "12")
+    run = _cli("train", "fsrcnn", *common, "--out", str(out), "--threads", "1", "--degradation", "realistic")
+    assert run.returncode == 0, run.stderr
+    assert load_checkpoint(out / "last.safetensors").meta["train_config"]["degradation"] == "realistic"
+    bad = _cli("train", "fsrcnn", *common, "--out", str(tmp_path / "bad"), "--degradation", "sharpen")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert "degradation" in bad.stderr and not (tmp_path / "bad" / "last.safetensors").exists()
+
+
 def test_realistic_patches_are_aligned_and_deterministic(image_folder: Path) -> None:
     from sr_edge.data import imresize
     from sr_edge.train.data import PatchSampler, training_files
