@@ -112,21 +112,32 @@ def test_placements_compute_what_the_fake_quantised_model_computes(folders: dict
     calibrate(q, images)
     order = _order(q, 1)
     layers = _layers(q, order)
-    assert layers[0].input_offset == 128 and layers[1].input_offset == 0  # the image uses all 256 codes
+    # the image and both Relu outputs are never negative: all 256 codes on [0, clip]
+    assert [layer.input_offset for layer in layers] == [128, 128, 128]
     graph, _ = float_graph(unwrap_model(copy.deepcopy(q)), 1, 2, 18, "legacy")
     trt, _ = insert_qdq(graph, layers, "inputs")
+    ovg, _ = insert_qdq(graph, layers, "openvino")
     ortg, report = insert_qdq(graph, layers, "ort")
     x = images[0]
     with torch.no_grad():
         want = q(torch.from_numpy(x)).numpy()
     outs = {}
-    for name, g in (("inputs", trt), ("ort", ortg)):
-        sess = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+    for name, g in (("inputs", trt), ("openvino", ovg), ("ort", ortg)):
+        so = ort.SessionOptions()
+        # unfused, ORT computes the QDQ arithmetic exactly as written: the files' meaning
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(g.SerializeToString(), so, providers=["CPUExecutionProvider"])
         outs[name] = sess.run(None, {"lr": x})[0]
+    # as deployed, ORT fuses the QDQ pairs of its own file into integer kernels whose rounding
+    # differs by CPU class (AMD Zen 3 AVX2: max 0.038, mean 0.003; Xeon AVX-512 VNNI: < 0.02)
+    fused_run = ort.InferenceSession(ortg.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"lr": x})
+    assert np.abs(fused_run[0] - np.clip(want, 0, 1)).mean() < 0.006
+    assert np.abs(fused_run[0] - np.clip(want, 0, 1)).max() < 0.08
     # float sums in another order may flip a rounding (one step of one activation) somewhere
-    assert np.abs(outs["inputs"] - want).mean() < 2e-4 and np.abs(outs["inputs"] - want).max() < 0.02
+    for name in ("inputs", "openvino"):
+        assert np.abs(outs[name] - want).mean() < 2e-4 and np.abs(outs[name] - want).max() < 0.02, name
     # the ORT file also rounds its output to the 1/255 grid of the image it becomes
-    assert np.abs(outs["ort"] - np.clip(want, 0, 1)).max() < 0.02
+    assert np.abs(outs["ort"] - np.clip(want, 0, 1)).max() < 0.006
     assert report.quantised_outputs == ["body.2"] and report.relu_folded == 1
     assert report.float_outputs == ["body.0", "body.4"]  # 1-channel input and 4 outputs: float conv is faster
     so = ort.SessionOptions()
@@ -135,14 +146,15 @@ def test_placements_compute_what_the_fake_quantised_model_computes(folders: dict
     import onnx
 
     fused = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
-    assert fused.count("QLinearConv") == 1
+    # body.2 as placed; ORT also folds body.0's Relu into the uint8 zero point that follows it
+    assert fused.count("QLinearConv") >= 1 and "QuantizeLinear" in fused
     assert check_graph(trt).ok, check_graph(trt).problems
     if OPENVINO:
         import openvino as ov
 
         core = ov.Core()
         compiled = core.compile_model(
-            core.read_model(trt.SerializeToString()), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+            core.read_model(ovg.SerializeToString()), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
         )
         got = compiled({0: x})[compiled.output(0)]
         assert np.abs(got - want).mean() < 2e-4
@@ -162,14 +174,14 @@ def test_ptq_bundle_holds_one_graph_per_runtime(folders: dict[str, Path], tmp_pa
     assert result.bundle == tmp_path / "bundle"
     b = read_bundle(result.bundle)
     assert b.precision == "int8" and b.name == "espcn-x2-int8"
-    assert b.placements == {"openvino": "model.onnx", "tensorrt": "model.onnx", "ort": "model-ort.onnx"}
-    assert b.onnx_for("ort").name == "model-ort.onnx" and b.onnx_for("openvino").name == "model.onnx"
-    assert b.onnx_for("torch").name == "model.onnx"
-    assert set(b.manifest["files"]) == {"model.onnx", "model-ort.onnx"}
+    assert b.placements == {"tensorrt": "model.onnx", "openvino": "model-openvino.onnx", "ort": "model-ort.onnx"}
+    assert b.onnx_for("ort").name == "model-ort.onnx" and b.onnx_for("openvino").name == "model-openvino.onnx"
+    assert b.onnx_for("tensorrt").name == "model.onnx" and b.onnx_for("torch").name == "model.onnx"
+    assert set(b.manifest["files"]) == {"model.onnx", "model-openvino.onnx", "model-ort.onnx"}
     quant = b.manifest["quantization"]
     assert quant["mode"] == "ptq" and quant["float_layers"] == []
-    backends = ["ort", "openvino"] if OPENVINO else ["ort"]
-    assert sorted(quant["metrics"]) == sorted(backends)
+    backends = ["ort", "openvino", "model.onnx@ort"] if OPENVINO else ["ort", "model.onnx@ort"]
+    assert sorted(quant["metrics"]) == sorted(backends)  # model.onnx@ort: TensorRT's file run by ORT
     for backend in backends:
         drop = quant["drop_db"][backend]["eval"]
         assert -3.0 < drop < 0.5, drop  # calibrated only: a loss, not a collapse
@@ -226,10 +238,16 @@ def test_max_drop_db(folders: dict[str, Path], tmp_path: Path) -> None:
     assert sens.bundle is None and [s.name for s in sens.sensitivity] == ["body.0", "body.2", "body.4"]
     assert all(s.drop_db > -0.2 for s in sens.sensitivity) and not any(tmp_path.iterdir())
     worst = max(sens.sensitivity, key=lambda s: s.drop_db)
-    total = quantize(config(folders, tmp_path / "all"), progress=False).metrics["drop_db"]["ort"]["eval"]
-    budget = round(min(-total, worst.drop_db) * 0.9, 4)
-    if budget <= 0.001:
-        pytest.skip(f"calibrated ESPCN already loses {-total:.3f} dB here: nothing to trade")
+    # the budget: what the runtimes lose here with the worst layer in float (torch's fake
+    # quantisation ranks the layers; the fused integer kernels of each CPU class set the drop)
+    def lost(result: Any) -> float:
+        return max(-d["eval"] for d in result.metrics["drop_db"].values())
+
+    total = lost(quantize(config(folders, tmp_path / "all"), progress=False))
+    one_float = lost(quantize(config(folders, tmp_path / "one", float_layers=(worst.name,)), progress=False))
+    budget = round(max(one_float, 0.0) + 0.002, 4)
+    if budget >= total:
+        pytest.skip(f"ESPCN loses {total:.3f} dB here, {one_float:.3f} with {worst.name} float: nothing to trade")
     result = quantize(config(folders, tmp_path / "mixed", max_drop_db=budget), progress=False)
     assert result.float_layers and result.float_layers[0] == worst.name
     manifest = json.loads((tmp_path / "mixed" / "bundle" / MANIFEST).read_text())

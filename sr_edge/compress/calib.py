@@ -23,7 +23,7 @@ from ..data.io import read_image, split_alpha
 from ..data.resize import imresize, modcrop
 from ..errors import SrEdgeError
 from ..types import ColorMode
-from .fakequant import ActQuant, Observer, QuantConv, mse_scale, quant_convs, unsigned_grid
+from .fakequant import OFFSET_MAX, ActQuant, Observer, QuantConv, mse_scale, quant_convs, unsigned_grid
 
 Method = Literal["mse", "max", "percentile"]
 METHODS: tuple[str, ...] = ("mse", "max", "percentile")
@@ -68,16 +68,19 @@ def calibration_set(
     return [lr_planes(f, scale, color_mode, max_side) for f in pick_files(files, count)]
 
 
-def _scale_from(obs: Observer, method: Method) -> float:
+def _scale_from(obs: Observer, method: Method, unsigned: bool = False) -> float:
+    """The scale of an observed tensor's grid: symmetric ``[-128, 127] * s``, or with
+    ``unsigned`` (a tensor with no negative value) ``[0, 255] * s``."""
+    top = 255 if unsigned else 127
     if obs.amax <= 0:
-        return 1.0 / 127
+        return 1.0 / top
     if method == "max":
-        return obs.amax / 127
+        return obs.amax / top
     values = obs.values()
     if method == "percentile":
         q = float(torch.quantile(values.abs().double()[:16_000_000], 0.9999))
-        return max(q, obs.amax * 1e-3) / 127
-    return mse_scale(values, obs.amax)
+        return max(q, obs.amax * 1e-3) / top
+    return mse_scale(values, obs.amax, 0, 255) if unsigned else mse_scale(values, obs.amax)
 
 
 @torch.no_grad()
@@ -119,7 +122,11 @@ def input_readers(net: nn.Module, example: np.ndarray) -> set[str]:
 
 @torch.no_grad()
 def calibrate(
-    net: nn.Module, images: Sequence[np.ndarray], method: Method = "mse", offset_input: bool = True
+    net: nn.Module,
+    images: Sequence[np.ndarray],
+    method: Method = "mse",
+    offset_input: bool = True,
+    unsigned: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Set every :class:`QuantConv`'s input (and output) scale from ``images``, layer by layer.
 
@@ -127,7 +134,10 @@ def calibrate(
     the range the layer sees in the deployed int8 graph, errors of earlier layers included.
     Weight scales come from each channel's largest |w|. With ``offset_input``, a layer that
     reads the network's input and sees no negative value gets the offset grid of
-    :func:`~.fakequant.unsigned_grid`: all 256 codes on the image's range. Returns each
+    :func:`~.fakequant.unsigned_grid`: all 256 codes on the image's range. With
+    ``unsigned``, every other input that sees no negative value (a Relu's output) gets the
+    grid ``[0, 255] * s`` too: symmetric int8 would spend half its codes on negatives that
+    never come (ESPCN x2: the 7-bit input of its last layer alone cost ~0.3 dB). Returns each
     layer's statistics.
     """
     if method not in METHODS:
@@ -145,10 +155,13 @@ def calibrate(
             m.wq.init_from(_kernel(m))
             obs_in, obs_out = observe(net, [m.aq, m.oq], images)
             m.aq.offset.fill_(0)
-            if name in readers and obs_in.min >= 0:
+            if name in readers and obs_in.min >= 0:  # the image: never clipped
                 scale, k = unsigned_grid(obs_in.amax)
                 m.aq.set_scale(scale)
                 m.aq.offset.fill_(k)
+            elif unsigned and obs_in.min >= 0:  # a Relu's output: all 256 codes on [0, clip]
+                m.aq.set_scale(_scale_from(obs_in, method, unsigned=True))
+                m.aq.offset.fill_(OFFSET_MAX)
             else:
                 m.aq.set_scale(_scale_from(obs_in, method))
             m.oq.set_scale(_scale_from(obs_out, method))

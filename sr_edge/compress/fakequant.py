@@ -178,7 +178,7 @@ class QuantConv(nn.Module):
         self.wq = WeightQuant(weight.shape[0])
         self.wq.init_from(weight)
         # the conv's output grid, which only ONNX Runtime's placement uses (QLinearConv needs a
-        # quantised output); off unless the fine-tune trains it (QuantConfig.train_outputs)
+        # quantised output); on in a fine-tune where that file quantises it on its own grid
         self.oq = ActQuant()
         self.oq.enabled = False
 

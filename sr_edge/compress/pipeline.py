@@ -26,6 +26,7 @@ from .calib import calibrate, calibration_set, observe
 from .fakequant import QuantConv, conv_kernel, execution_order, quant_convs, unwrap_model, wrap_model
 from .qdq import LayerQuant, QdqReport, insert_qdq, qlinear_pays
 from .quantize import (
+    OPENVINO_FILE,
     ORT_FILE,
     LayerSensitivity,
     QuantConfig,
@@ -322,11 +323,19 @@ def measure_bundle(folder: Path, src: _Source, datasets: Sequence[Dataset], prec
     """PSNR/SSIM of a bundle folder through each CPU runtime here (ORT, OpenVINO): each opens the
     file its placement names, exactly as ``load_bundle`` does for a user."""
     from ..backends import load_bundle
+    from ..backends.ort_backend import OrtOptions, ort_run_fn
+    from ..bundle import read_bundle
 
     out: dict[str, Any] = {}
     for backend in _backends():
         with load_bundle(folder, backend=backend, precision=precision) as session:
             out[backend] = _evaluate(session.run, src, datasets)
+    # TensorRT's own file, where it is another: its QDQ arithmetic run by ONNX Runtime's CPU
+    # provider (no TensorRT here), so its numbers are the graph's, not a TensorRT engine's
+    bundle = read_bundle(folder)
+    trt = bundle.onnx_for("tensorrt")
+    if trt != bundle.onnx_for("ort"):
+        out[f"{trt.name}@ort"] = _evaluate(ort_run_fn(trt, OrtOptions(), "cpu")[0], src, datasets)
     return out
 
 
@@ -351,12 +360,13 @@ def measure_graph(model: Any, src: _Source, datasets: Sequence[Dataset]) -> dict
 
 
 def drops(int8: dict[str, Any], fp32: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """int8 minus fp32 PSNR-Y per backend and dataset (negative: a loss)."""
-    return {
-        b: {d: round(int8[b][d]["psnr_y"] - fp32[b][d]["psnr_y"], 4) for d in int8[b] if d in fp32.get(b, {})}
-        for b in int8
-        if b in fp32
-    }
+    """int8 minus fp32 PSNR-Y per backend and dataset (negative: a loss); a ``file@backend``
+    entry is compared with that backend's fp32."""
+    out = {}
+    for b, by_set in int8.items():
+        ref = fp32.get(b, fp32.get(b.rsplit("@", 1)[-1], {}))
+        out[b] = {d: round(m["psnr_y"] - ref[d]["psnr_y"], 4) for d, m in by_set.items() if d in ref}
+    return out
 
 
 # --- the bundle ----------------------------------------------------------------------------
@@ -520,6 +530,10 @@ def run(config: QuantConfig, resume: bool, progress: bool) -> QuantResult:
             _choose_float(qnet, src, evals[0], ranked, config.float_layers, float(config.max_drop_db or 0))
             _set_float(qnet, config.float_layers)
 
+    # the float graph as exported (the fp32 reference), and the layers whose outputs the ORT
+    # file quantises on their own grids (after PReLU): a fine-tune trains those grids too
+    reference, exporter = float_graph(src.net, src.channels, src.scale, config.opset, config.exporter)
+    own_outputs = insert_qdq(reference, _layers(qnet, order, config.float_layers), "ort")[1].own_output_grids
     record: dict[str, Any] = {
         "config": config.to_json(),
         "layers": order,
@@ -535,8 +549,8 @@ def run(config: QuantConfig, resume: bool, progress: bool) -> QuantResult:
                 raise SrEdgeError(f"cannot resume {run_dir}: options differ from the saved run: {', '.join(changed)}")
         if saved is not None:
             record = saved
-        for m in (m for _, m in quant_convs(qnet)):
-            m.oq.enabled = config.train_outputs and m.aq.enabled
+        for name, m in quant_convs(qnet):
+            m.oq.enabled = not config.fixed_outputs and name in own_outputs
         _note(progress, f"QAT fine-tune: {config.steps} steps in {run_dir}")
         result, qnet = _fine_tune(config, src, qnet, run_dir, record, resume, progress)
         if result.interrupted:
@@ -554,7 +568,8 @@ def run(config: QuantConfig, resume: bool, progress: bool) -> QuantResult:
     for m in (m for _, m in quant_convs(qnet)):
         m.oq.enabled = False
     qnet.eval()
-    _output_grids(qnet, images)
+    if config.mode == "ptq" or config.fixed_outputs:  # a fine-tune's trained output grids are kept
+        _output_grids(qnet, images)
 
     float_layers = list(config.float_layers)
     if config.max_drop_db is not None:
@@ -563,7 +578,6 @@ def run(config: QuantConfig, resume: bool, progress: bool) -> QuantResult:
     _set_float(qnet, float_layers)
 
     float_net = unwrap_model(copy.deepcopy(qnet)).eval()
-    reference, exporter = float_graph(src.net, src.channels, src.scale, config.opset, config.exporter)
     tuned, _ = float_graph(float_net, src.channels, src.scale, config.opset, config.exporter)
     _note(progress, "measuring fp32 through ORT and OpenVINO")
     fp32 = measure_graph(reference, src, evals)
@@ -571,20 +585,24 @@ def run(config: QuantConfig, resume: bool, progress: bool) -> QuantResult:
     def build(float_layers: Sequence[str]) -> tuple[dict[str, Any], dict[str, QdqReport], list[LayerQuant]]:
         layers = _layers(qnet, order, float_layers)
         graphs, reports = {"float": tuned}, {}
-        for placement, name in (("inputs", "model.onnx"), ("ort", ORT_FILE)):
+        for placement, name in (("inputs", "model.onnx"), ("openvino", OPENVINO_FILE), ("ort", ORT_FILE)):
             graphs[name], reports[placement] = insert_qdq(tuned, layers, placement)  # type: ignore[arg-type]
         return graphs, reports, layers
 
-    placements = {"openvino": "model.onnx", "tensorrt": "model.onnx", "ort": ORT_FILE}
+    placements = {"tensorrt": "model.onnx", "openvino": OPENVINO_FILE, "ort": ORT_FILE}
     while True:
         graphs, reports, layers = build(float_layers)
         quant = {
             "mode": config.mode,
             "library": LIBRARY,
-            "scheme": "int8 symmetric (zero point 0): activations per tensor, weights per output channel (axis 0)",
+            "scheme": "int8: activations per tensor on (q + k) * s grids (k = 0 symmetric; k = 128 for tensors "
+            "that are never negative: the image, Relu outputs), weights symmetric per output channel (axis 0)",
+            "ort_output_grids": "fine-tuned" if config.mode == "qat" and not config.fixed_outputs else "calibrated",
             "placements": {
-                "model.onnx": "QDQ on conv inputs + int8 weights, float bias and outputs (OpenVINO, TensorRT)",
-                ORT_FILE: "uint8 activations, QDQ on conv outputs + int32 bias where QLinearConv pays (ONNX Runtime)",
+                "model.onnx": "TensorRT: symmetric int8 QDQ on conv inputs, int8 weights per channel (axis 0), "
+                "float bias and outputs; offset grids as Sub + Pad",
+                OPENVINO_FILE: "OpenVINO: the same, offset grids as uint8 zero points",
+                ORT_FILE: "ONNX Runtime: uint8 activations; QDQ on conv outputs + int32 bias where QLinearConv pays",
             },
             "reports": {name: r.to_json() for name, r in reports.items()},
             "layers": layer_table(layers),
@@ -597,7 +615,7 @@ def run(config: QuantConfig, resume: bool, progress: bool) -> QuantResult:
         manifest = _manifest(src, config, graphs, placements, quant, float_net, exporter)
         measured: dict[str, Any] = {}
         finish = functools.partial(_measure_into, measured=measured, src=src, evals=evals, fp32=fp32, config=config)
-        files = {"model.onnx": graphs["model.onnx"], ORT_FILE: graphs[ORT_FILE]}
+        files = {name: graphs[name] for name in ("model.onnx", OPENVINO_FILE, ORT_FILE)}
         try:
             path = write_bundle(target, files, manifest, config.overwrite, finish)
             break
@@ -668,9 +686,8 @@ def _resume_conflicts(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
 def _over_budget(measured: dict[str, Any], fp32: dict[str, Any], dataset: str, budget: float | None) -> str:
     if budget is None:
         return ""
-    worst = [(b, fp32[b][dataset]["psnr_y"] - measured[b][dataset]["psnr_y"]) for b in measured if b in fp32]
-    over = [f"{b} {d:.3f} dB" for b, d in worst if d > budget]
-    return ", ".join(over)
+    lost = {b: -by_set[dataset] for b, by_set in drops(measured, fp32).items() if dataset in by_set}
+    return ", ".join(f"{b} {d:.3f} dB" for b, d in lost.items() if d > budget)
 
 
 def sensitivity_json(rows: Sequence[LayerSensitivity]) -> list[dict[str, Any]]:

@@ -906,7 +906,7 @@ def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR) -> dict[s
         raise SrEdgeError(f"{run_dir}: no {RECORD}; the run has not finished (resume it first)")
     record = json.loads(record_path.read_text())
     model, ckpt = model_from_checkpoint(run_dir / f"{which}.safetensors")
-    parent_model, _ = model_from_checkpoint(run_dir / PRUNED)  # only for the pre-fine-tune quality
+    before_finetune, _ = model_from_checkpoint(run_dir / PRUNED)
     parent, _ = torch_model(resolve_model(record["config"]["source"]), ckpt.scale)
     card = model_card(ckpt.model)
     tag = variant_tag(record)
@@ -938,7 +938,7 @@ def ship(run_dir: Path, which: str = "last", dest: Path = WEIGHTS_DIR) -> dict[s
         "train_config": ckpt.meta.get("train_config", {}),
         "quality": measure(model, ckpt.model, card.color_mode),
         "quality_parent": measure(parent, ckpt.model, card.color_mode),
-        "quality_pruned_before_finetune": measure(parent_model, ckpt.model, card.color_mode),
+        "quality_pruned_before_finetune": measure(before_finetune, ckpt.model, card.color_mode),
         "sha256": sha256_file(target),
         "file": target.name,
     }

@@ -1,34 +1,34 @@
 """Insert int8 QuantizeLinear / DequantizeLinear nodes into a float SR graph: one placement per runtime.
 
 The settings come from one model (calibrated, or fine-tuned with QAT): for each
-convolution, the grid of its input (a scale, and for an input that is never negative an
-integer offset, see below) and one scale per output channel of its weights
-(:class:`LayerQuant`). Each runtime fuses a different QDQ pattern into integer kernels
-(DESIGN.md), so the same grids are written in two placements that compute the same values:
+convolution, the grid of its input, ``(q + k) * s`` for int8 ``q`` (``k = 0``: symmetric;
+``k = 128``: ``[0, 255] * s``, for the image and Relu outputs, which are never negative),
+and one scale per output channel of its weights (:class:`LayerQuant`). Each runtime fuses
+its own QDQ pattern into integer kernels (DESIGN.md), so the same grids are written in three
+placements that compute the same values:
 
-``inputs`` (OpenVINO, TensorRT)
-    symmetric int8 (zero point 0) Q/DQ on each int8 convolution's input; weights stored
-    as int8 with a per-channel DequantizeLinear on axis 0; bias and output in float.
-    OpenVINO's low-precision transformations and TensorRT's explicit quantisation read
-    this form, and ``sr-edge check-trt`` accepts it.
-``ort`` (ONNX Runtime CPU)
-    the same grids as uint8 (ORT's fast U8S8 kernels, one type in and out as QLinearConv
-    requires): a symmetric int8 grid is uint8 with zero point 128, exactly. Each conv that
-    runs faster as a QLinearConv also gets a quantised output and an int32 bias (ORT fuses
-    DQ -> Conv -> Q only with both): where its output feeds a Relu whose readers share one
-    grid, the output is quantised on that grid with zero point 0 and the Relu dropped (a
-    zero-point-0 uint8 grid clamps negatives, which is the Relu; it keeps values the int8
-    grid would clip past 127 steps); where it is the network's output (up to a pixel
-    shuffle) it is quantised to [0, 1] in steps of 1/255 (the valid range, as the uint8
-    image will be); else on the conv's own calibrated output grid. Convolutions that ORT
-    runs slower in int8 than in float (one input channel, a handful of outputs: measured,
-    see docs/compression.md) keep a float output, so ORT runs them as float convolutions
-    on the same quantised inputs and weights.
-
-An input that is never negative (the image) may use an offset grid ``(q + k) * s``, which
-spends all 256 codes on its range instead of half of them: ``inputs`` writes it as
-``Sub(k * s)`` -> ``Pad(-k * s)`` -> Q/DQ -> Conv (no padding, bias + ``k * s * sum(w)``),
-symmetric and exact at the borders; ``ort`` as a uint8 zero point ``128 - k``.
+``inputs`` (TensorRT; ``model.onnx``)
+    symmetric int8 (zero point 0) Q/DQ on each int8 convolution's input, weights stored
+    as int8 with a per-channel DequantizeLinear on axis 0, bias and output in float: what
+    TensorRT's explicit quantisation wants and ``sr-edge check-trt`` accepts. An offset
+    grid is written ``Sub(k * s)`` -> ``Pad(-k * s)`` -> Q/DQ -> Conv (no padding, bias +
+    ``k * s * sum(w)``): symmetric, and exact at the image borders.
+``openvino`` (``model-openvino.onnx``)
+    the same, with an offset grid as a uint8 zero point ``128 - k`` (``[0, 255] * s`` is
+    plain uint8, zero point 0: the unsigned activations OpenVINO's CPU kernels take
+    natively) instead of Sub and Pad.
+``ort`` (ONNX Runtime CPU; ``model-ort.onnx``)
+    every grid as uint8 (ORT's U8S8 kernels; QLinearConv wants one type in and out): a
+    symmetric grid is uint8 with zero point 128, exactly. Each conv that runs faster as a
+    QLinearConv also gets a quantised output and an int32 bias (ORT fuses DQ -> Conv -> Q
+    only with both): where its output feeds a Relu whose readers share one grid, the
+    output is quantised on that grid with zero point 0 and the Relu dropped (a
+    zero-point-0 uint8 grid clamps negatives, which is the Relu); where it is the network's
+    output (up to a pixel shuffle), to [0, 1] in steps of 1/255 (the valid range, as the
+    uint8 image will be); else on the conv's own calibrated output grid. Convolutions that
+    ORT runs slower in int8 than in float (one input channel, a handful of outputs:
+    :func:`qlinear_pays`) keep a float output: ORT runs them as float convolutions on the
+    same quantised inputs and weights.
 
 Layers marked ``int8=False`` (``--max-drop-db``) get no QDQ and run in float.
 Nothing here imports torch.
@@ -47,9 +47,10 @@ from ..errors import SrEdgeError
 if TYPE_CHECKING:
     import onnx
 
-Placement = Literal["inputs", "ort"]
-PLACEMENTS: tuple[Placement, ...] = ("inputs", "ort")
+Placement = Literal["inputs", "openvino", "ort"]
+PLACEMENTS: tuple[Placement, ...] = ("inputs", "openvino", "ort")
 WEIGHT_QMAX = 127
+OFFSET_UNSIGNED = 128  # the grid (q + 128) * s: [0, 255] * s, a uint8 grid with zero point 0
 OUTPUT_STEP = 1.0 / 255.0  # the ORT placement's grid for the network output: the uint8 image's
 # Ops between a conv and the graph output that keep it the network's output (a pixel shuffle)
 _REARRANGE = frozenset({"DepthToSpace", "Reshape", "Transpose", "Identity"})
@@ -105,6 +106,7 @@ class QdqReport:
     int8_layers: list[str] = field(default_factory=list)
     float_layers: list[str] = field(default_factory=list)
     quantised_outputs: list[str] = field(default_factory=list)
+    own_output_grids: list[str] = field(default_factory=list)  # outputs on the layer's own output_scale
     float_outputs: list[str] = field(default_factory=list)
     relu_folded: int = 0
 
@@ -114,6 +116,7 @@ class QdqReport:
             "int8_layers": list(self.int8_layers),
             "float_layers": list(self.float_layers),
             "quantised_outputs": list(self.quantised_outputs),
+            "own_output_grids": list(self.own_output_grids),
             "float_outputs": list(self.float_outputs),
             "relu_folded_into_uint8": self.relu_folded,
         }
@@ -122,9 +125,10 @@ class QdqReport:
 def qlinear_pays(kernel_shape: Sequence[int]) -> bool:
     """Whether ONNX Runtime's CPU QLinearConv beats its float (NCHWc) convolution for a kernel.
 
-    Measured on the zoo (docs/compression.md): with a reduction of under 64 multiply-adds
-    per output (one input channel, 5x5) or fewer than 16 outputs, the int8 kernel was 2-2.5x
-    slower than the float one; ESPCN's 64 -> 32 3x3 ran 3x faster.
+    Measured on the zoo (docs/compression.md, ORT 1.32 profiles at 960x540): with a
+    reduction of under 64 multiply-adds per output (ESPCN's first conv: one input channel,
+    5x5) the int8 kernel took 2.2x the float one's time, with 4 outputs (its last) 1.8x;
+    its 64 -> 32 3x3 ran 3x faster.
     """
     cout, cin = int(kernel_shape[0]), int(kernel_shape[1])
     reduction = cin * int(np.prod(kernel_shape[2:]))
@@ -266,17 +270,20 @@ def insert_qdq(
     report.float_layers = [layer.name for layer in layers if not layer.int8]
     layer_at = {id(conv_of[layer.name]): layer for layer in int8}
     ort = placement == "ort"
+    zero_points = placement != "inputs"  # offset grids as zero points (OpenVINO, ORT), not Sub + Pad
 
-    # 1. inputs. ``inputs``: symmetric int8, an offset grid as Sub -> Pad -> Q/DQ; ``ort``: uint8
+    # 1. inputs. ``inputs``: symmetric int8, an offset grid as Sub -> Pad -> Q/DQ; ``openvino``:
+    # int8 for a symmetric grid, uint8 (zero point 128 - k) for an offset one; ``ort``: uint8
     input_dq: dict[tuple[str, float, int], str] = {}
     for layer in int8:
         node = conv_of[layer.name]
         src = node.input[0]
         scale, k = layer.grid
-        if ort or k == 0:
+        if zero_points or k == 0:
             key = (src, scale, k)
             if key not in input_dq:
-                nodes, dq = g.qdq(src, scale, 128 - k if ort else 0, ort, f"{layer.name}_in")
+                unsigned = ort or k != 0
+                nodes, dq = g.qdq(src, scale, 128 - k if unsigned else 0, unsigned, f"{layer.name}_in")
                 g.before.setdefault(id(node), []).extend(nodes)
                 input_dq[key] = dq
             node.input[0] = input_dq[key]
@@ -308,6 +315,12 @@ def insert_qdq(
         node = conv_of[layer.name]
         kernel = g.inits[node.input[1]].astype(np.float32)
         wq = quantize_weight(kernel, layer.weight_scales)
+        if ort and not layer.qlinear:
+            # a float conv on ORT: the int8 weights' own values as a float constant, which ORT's
+            # NCHWc layout pass takes (a DequantizeLinear on the weights would keep the conv out of it)
+            w_deq = (wq.astype(np.float32) * layer.weight_scales.reshape(-1, 1, 1, 1)).astype(np.float32)
+            node.input[1] = g.const(f"{layer.name}_weight_int8_values", w_deq)
+            continue
         s = g.const(f"{layer.name}_weight_scale", layer.weight_scales)
         dq_w, dq_w_name = g.node(
             "DequantizeLinear",
@@ -327,7 +340,7 @@ def insert_qdq(
             if len(node.input) > 2 and node.input[2]
             else np.zeros(wq.shape[0])
         )
-        if not ort and k != 0:
+        if not zero_points and k != 0:
             w_deq = wq.astype(np.float64) * layer.weight_scales.astype(np.float64).reshape(-1, 1, 1, 1)
             bias = bias + float(np.float32(k) * np.float32(scale)) * w_deq.reshape(w_deq.shape[0], -1).sum(axis=1)
             name = g.const(f"{layer.name}_bias_centred", bias.astype(np.float32))
@@ -374,7 +387,7 @@ def insert_qdq(
             stale: str | None = None
             if served:
                 scale, k = next(iter(grids))
-                if relu is not None and k != 0:
+                if relu is not None and k not in (0, OFFSET_UNSIGNED):  # the Relu folds into zero point 0
                     served = False
                 else:
                     zero = 0 if relu is not None else 128 - k
@@ -386,6 +399,7 @@ def insert_qdq(
                     scale, zero = OUTPUT_STEP, 0
                 elif layer.output_scale is not None:
                     scale, zero = float(layer.output_scale), 128
+                    report.own_output_grids.append(layer.name)
                 else:
                     report.float_outputs.append(layer.name)
                     continue

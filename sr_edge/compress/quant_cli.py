@@ -37,7 +37,7 @@ def _config(args: argparse.Namespace) -> Any:
         max_drop_db=args.max_drop_db,
         float_layers=tuple(args.float_layer),
         ptq_engine=args.ptq_engine,
-        train_outputs=args.train_outputs,
+        fixed_outputs=args.fixed_outputs,
         opset=args.opset,
         exporter=args.exporter,
         overwrite=args.overwrite,
@@ -76,9 +76,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         return 0
     fp32, int8 = result.metrics.get("fp32", {}), result.metrics.get("int8", {})
     rows: list[list[str]] = []
-    for backend, by_set in int8.items():
+    for backend, by_set in int8.items():  # "model.onnx@ort": TensorRT's file run by ORT, against ORT's fp32
         for dataset, m in by_set.items():
-            ref = fp32.get(backend, {}).get(dataset, {}).get("psnr_y")
+            ref = fp32.get(backend, fp32.get(backend.rsplit("@", 1)[-1], {})).get(dataset, {}).get("psnr_y")
             drop = f"{m['psnr_y'] - ref:+.3f}" if ref is not None else "-"
             rows.append([backend, dataset, f"{ref:.2f}" if ref is not None else "-", f"{m['psnr_y']:.2f}", drop])
     print(format_table(["backend", "dataset", "fp32 PSNR-Y", "int8 PSNR-Y", "change (dB)"], rows), file=sys.stderr)
@@ -143,7 +143,10 @@ def add_commands(sub: Any) -> None:
         "--float-layer", action="append", default=[], metavar="LAYER", help="keep this layer in float (repeatable)"
     )
     opt("--ptq-engine", "with --mode ptq: sr-edge's own calibration, or the ORT quantize_static / NNCF baselines")
-    opt("--train-outputs", "also fine-tune the conv-output grids only the ONNX Runtime placement uses")
+    opt(
+        "--fixed-outputs",
+        "calibrate, not fine-tune, the conv-output grids only the ONNX Runtime file uses (after PReLU convs)",
+    )
     opt("--opset", "ONNX opset of the exported graphs")
     opt("--exporter", "torch ONNX exporter of the float graph the QDQ nodes go into")
     p.add_argument("--resume", action="store_true", help="continue an interrupted QAT fine-tune in --run-dir")

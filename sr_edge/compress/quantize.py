@@ -9,8 +9,8 @@ The pipeline (:func:`quantize`)::
       -> [--sensitivity / --max-drop-db: per-layer PSNR, the most sensitive layers kept float]
       -> QAT: fine-tuned through the project's trainer (sr_edge.train, TrainHooks), resumable
       -> the float deploy graph of the tuned weights, exported once (sr_edge.export.convert)
-      -> QDQ inserted per runtime (qdq.insert_qdq): model.onnx for OpenVINO and TensorRT,
-         model-ort.onnx for ONNX Runtime
+      -> QDQ inserted per runtime (qdq.insert_qdq): model.onnx for TensorRT (symmetric int8,
+         check-trt clean), model-openvino.onnx, model-ort.onnx
       -> each file measured through its own runtime (PSNR-Y on Set5 / Set14) against fp32
       -> one bundle folder, written atomically: export/<model>/x<s>-int8/
 
@@ -41,6 +41,7 @@ PtqEngine = Literal["sr-edge", "ort", "nncf"]
 CalibMethod = Literal["mse", "max", "percentile"]
 Exporter = Literal["auto", "dynamo", "legacy"]
 ORT_FILE = "model-ort.onnx"
+OPENVINO_FILE = "model-openvino.onnx"
 DEFAULT_DATA = ("T91", "BSD200")
 DEFAULT_EVAL = ("Set5", "Set14")
 
@@ -80,12 +81,12 @@ class QuantConfig:
     calib_method: CalibMethod = "mse"
     data: tuple[str, ...] = DEFAULT_DATA
     data_root: str | None = None
-    steps: int = 2000
+    steps: int = 1000
     batch_size: int = 16
     patch_size: int = 40
-    lr: float = 5e-5
+    lr: float = 5e-4
     lr_min: float = 1e-6
-    distill: float = 0.0
+    distill: float = 1.0
     val_every: int = 1000
     ckpt_every: int = 200
     log_every: int = 50
@@ -97,7 +98,7 @@ class QuantConfig:
     max_drop_db: float | None = None
     float_layers: tuple[str, ...] = ()
     ptq_engine: PtqEngine = "sr-edge"
-    train_outputs: bool = False
+    fixed_outputs: bool = False
     opset: int = 18
     exporter: Exporter = "auto"
     overwrite: bool = False
