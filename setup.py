@@ -2,7 +2,8 @@
 
 ``devices/`` and ``export/`` live at the top of the checkout (the layout the project keeps),
 outside the ``sr_edge`` package, so package-data alone cannot ship them. This copies
-``devices/*.toml`` and ``export/<model>/x<s>/{model.onnx, manifest.json}`` into
+``devices/*.toml`` and every bundle ``export/<model>/x<s>[-variant]/`` (its manifest.json and
+the ONNX files it lists: one, or one per runtime for int8) into
 ``sr_edge/_data/`` of the build (with the embedded sample photos, see below), where
 :mod:`sr_edge.paths` finds them in an installed wheel; a checkout (and an editable
 install) keeps reading the top-level folders.
@@ -11,6 +12,7 @@ Everything else is in pyproject.toml.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,7 +20,6 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-BUNDLE_FILES = ("model.onnx", "manifest.json")
 
 
 # The embedded default images (sr_edge.data.datasets.SAMPLE_IMAGES): not committed here,
@@ -44,9 +45,10 @@ def packaged_files() -> list[tuple[Path, Path]]:
     pairs += _sample_images()
     for manifest in sorted((ROOT / "export").glob("*/x*/manifest.json")):
         folder = manifest.parent
-        if all((folder / name).is_file() for name in BUNDLE_FILES):
+        names = ["manifest.json", *json.loads(manifest.read_text()).get("files", {"model.onnx": None})]
+        if all((folder / name).is_file() for name in names):
             rel = folder.relative_to(ROOT)
-            pairs += [(folder / name, rel / name) for name in BUNDLE_FILES]
+            pairs += [(folder / name, rel / name) for name in names]
     return pairs
 
 

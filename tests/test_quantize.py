@@ -128,11 +128,12 @@ def test_placements_compute_what_the_fake_quantised_model_computes(folders: dict
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(g.SerializeToString(), so, providers=["CPUExecutionProvider"])
         outs[name] = sess.run(None, {"lr": x})[0]
-    # as deployed, ORT fuses the QDQ pairs of its own file into integer kernels whose rounding
-    # differs by CPU class (AMD Zen 3 AVX2: max 0.038, mean 0.003; Xeon AVX-512 VNNI: < 0.02)
-    fused_run = ort.InferenceSession(ortg.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"lr": x})
-    assert np.abs(fused_run[0] - np.clip(want, 0, 1)).mean() < 0.006
-    assert np.abs(fused_run[0] - np.clip(want, 0, 1)).max() < 0.08
+    # as deployed (sr-edge's ORT session: fused integer kernels, no per-tensor re-quantisation
+    # of the float convs' weights by ORT's WeightBiasQuantization, which cost max 0.038 here)
+    from sr_edge.backends.ort_backend import OrtOptions, ort_run_fn
+
+    fused = ort_run_fn(ortg.SerializeToString(), OrtOptions(), "cpu")[0](x)
+    assert np.abs(fused - np.clip(want, 0, 1)).mean() < 2e-4 and np.abs(fused - np.clip(want, 0, 1)).max() < 0.006
     # float sums in another order may flip a rounding (one step of one activation) somewhere
     for name in ("inputs", "openvino"):
         assert np.abs(outs[name] - want).mean() < 2e-4 and np.abs(outs[name] - want).max() < 0.02, name

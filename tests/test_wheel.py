@@ -132,6 +132,22 @@ def test_the_core_install_has_no_torch_and_is_not_the_checkout(core_env: Path, t
     assert done.returncode == 0, done.stderr
     where, no_torch, has_openvino = json.loads(done.stdout)
     assert not Path(where).is_relative_to(ROOT) and no_torch and has_openvino
+    # every committed bundle is in the wheel with each file its manifest lists (int8: one per runtime)
+    listing = _run(
+        core_env,
+        "python",
+        "-c",
+        "import json; from sr_edge.paths import bundles_dir; r = bundles_dir(); "
+        "print(json.dumps(sorted(str(p.relative_to(r)) for p in r.rglob('*') if p.is_file())))",
+        cwd=tmp_path,
+    )
+    assert listing.returncode == 0, listing.stderr
+    want = sorted(
+        str(f.relative_to(ROOT / "export"))
+        for m in (ROOT / "export").glob("*/x*/manifest.json")
+        for f in [m, *(m.parent / n for n in json.loads(m.read_text())["files"])]
+    )
+    assert json.loads(listing.stdout) == want
 
 
 def test_deployment_verbs_run_from_the_wheel(core_env: Path, tmp_path: Path) -> None:

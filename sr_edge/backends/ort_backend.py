@@ -131,6 +131,11 @@ def ort_session(
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
     so.add_session_config_entry("session.force_spinning_stop", "1")  # free the cores once a run returns
+    # ORT >= 1.20 re-quantises the float weights of a convolution fed by a DequantizeLinear to
+    # int8 per tensor (WeightBiasQuantization): the int8 bundle's float convs (those QLinearConv
+    # would run slower, qdq.qlinear_pays) already hold their per-channel int8 values, and per
+    # tensor they lost 0.70 dB on Set5 (ESPCN x2, AMD Zen 3). A float graph has no such conv.
+    so.add_session_config_entry("optimization.disable_specified_optimizers", "WeightBiasQuantization")
     providers = _providers(device, options, precision)
     source, applied = cpu_graph(model, options, providers)
     try:
