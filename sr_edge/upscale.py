@@ -121,6 +121,7 @@ class NetworkUpscaler:
         run: TensorFn,
         workers: int | None = None,
         receptive_field: int | None = None,
+        frame: TensorFn | None = None,
     ) -> None:
         if color_mode not in ("rgb", "y"):
             raise SrEdgeError(f"colour mode must be 'rgb' or 'y', got {color_mode!r}")
@@ -133,6 +134,10 @@ class NetworkUpscaler:
         self.receptive_field = receptive_field
         # threads for the colour work around the network (bicubic chroma, YCbCr -> RGB)
         self.workers = default_workers() if workers is None else workers
+        # uint8 N x H x W x 3 RGB -> uint8 N x sH x sW x 3 with the colour work inside the
+        # runtime's graph (sr_edge.frame_graph; a Y model's uint8 RGB input takes it)
+        self._frame = frame if color_mode == "y" else None
+        self.frame_path = "graph" if self._frame is not None else "numpy"
 
     def _net(self, planes: np.ndarray) -> np.ndarray:
         """H x W x C float planes -> sH x sW x C float planes through the network."""
@@ -154,8 +159,21 @@ class NetworkUpscaler:
             )
         return y[0].transpose(1, 2, 0)
 
+    def _frame_graph(self, lr: np.ndarray) -> np.ndarray:
+        assert self._frame is not None
+        h, w = lr.shape[:2]
+        out = np.asarray(self._frame(np.ascontiguousarray(lr)[None]))
+        expected = (1, h * self.scale, w * self.scale, 3)
+        if out.shape != expected or out.dtype != np.uint8:
+            raise SrEdgeError(
+                f"{self.name}: the frame graph returned {out.dtype} {out.shape}, expected uint8 {expected}"
+            )
+        return out[0]
+
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         lr = _check_lr(lr)
+        if self._frame is not None and lr.dtype == np.uint8 and lr.shape[-1] == 3:
+            return self._frame_graph(lr)
         x, peak = _to_unit(lr)
         grey = x.shape[-1] == 1
         if self.color_mode == "y":

@@ -12,12 +12,13 @@ or dtype with the same one-line error before touching its runtime.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from ..errors import SrEdgeError
+from ..errors import SrEdgeError, one_line
 from ..types import Precision
 
 if TYPE_CHECKING:
@@ -176,14 +177,44 @@ class Session(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def upscaler(self, workers: int | None = None) -> NetworkUpscaler:
+    def upscaler(self, workers: int | None = None, frame_path: str = "graph") -> NetworkUpscaler:
         """This session as an image :class:`~sr_edge.upscale.Upscaler` (colour handling from the manifest).
 
         ``workers``: threads for the colour work around the network (default: 2 where there are 2 cores).
+        ``frame_path``: for a Y-channel model on a backend that builds one, ``"graph"`` runs uint8
+        RGB frames through one graph with the colour work inside (:mod:`sr_edge.frame_graph`;
+        the runtime's kernels and threads do it); ``"numpy"`` keeps it in numpy and Pillow
+        around the network. The upscaler's ``frame_path`` says which runs (and why not the graph).
         """
         from ..upscale import NetworkUpscaler
 
-        return NetworkUpscaler(self.name, self.bundle.scale, self.bundle.color_mode, self.run, workers)
+        if frame_path not in ("graph", "numpy"):
+            raise SrEdgeError(f"frame_path must be 'graph' or 'numpy', got {frame_path!r}")
+        frame, why = None, "numpy"
+        if frame_path == "graph" and self.bundle.color_mode == "y" and self.bundle.channels == 1:
+            try:
+                frame = self._frame_fn()
+            except SrEdgeError as e:  # the numpy path still works: say why it runs
+                why = f"numpy (the frame graph failed: {one_line(str(e))[:200]})"
+            else:
+                why = "graph" if frame is not None else f"numpy ({self.backend} builds no frame graph)"
+        up = NetworkUpscaler(self.name, self.bundle.scale, self.bundle.color_mode, self.run, workers, frame=frame)
+        up.frame_path = why if self.bundle.color_mode == "y" else "rgb model"
+        return up
+
+    def _frame_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """uint8 N x H x W x 3 RGB -> uint8 N x sH x sW x 3 through this runtime, or ``None``
+        where the backend builds no frame graph (the numpy path runs)."""
+        return None
+
+    def _frame_graph(self) -> bytes:
+        """The frame graph around the file this backend runs, serialised."""
+        import onnx
+
+        from ..frame_graph import frame_graph
+
+        path = self.bundle.onnx_for(self.backend)
+        return frame_graph(onnx.load(str(path)), self.bundle.scale).SerializeToString()
 
 
 OptionsT = TypeVar("OptionsT", contravariant=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -111,6 +112,7 @@ class OpenVinoSession(Session):
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line text
             raise SrEdgeError(f"OpenVINO could not compile {graph}: {one_line(str(e))[:300]}") from None
         self.build_seconds = time.perf_counter() - started
+        self._frame_args = (core, ov_device, config, options.static_shape)
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         ran = compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -127,9 +129,33 @@ class OpenVinoSession(Session):
         except Exception as e:
             raise SrEdgeError(f"{self.name}: OpenVINO inference failed: {one_line(str(e))[:300]}") from None
 
+    def _frame_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        core, ov_device, config, static_shape = self._frame_args
+        if static_shape is not None:
+            return None  # a static-shape build is for one tensor shape; frames keep the numpy path
+        try:
+            compiled = core.compile_model(core.read_model(self._frame_graph()), ov_device, config)
+        except SrEdgeError:
+            raise
+        except Exception as e:
+            raise SrEdgeError(f"OpenVINO could not compile the frame graph: {one_line(str(e))[:300]}") from None
+        request = compiled.create_infer_request()
+        self._frame_compiled = compiled  # kept alive with the session
+
+        def frame(x: np.ndarray) -> np.ndarray:
+            try:
+                request.infer({0: x}, share_inputs=True)
+                return np.array(request.get_output_tensor(0).data, dtype=np.uint8, copy=True)
+            except Exception as e:
+                msg = f"{self.name}: OpenVINO failed on the frame graph: {one_line(str(e))[:300]}"
+                raise SrEdgeError(msg) from None
+
+        return frame
+
     def _release(self) -> None:
         self._request = None
         self._compiled = None
+        self._frame_compiled = None
 
 
 def precision_fallback(precision: Precision, ran: str, ov_device: str, core: Any = None) -> str | None:

@@ -172,6 +172,7 @@ class OrtSession(Session):
 
     def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OrtOptions) -> None:
         super().__init__("ort", bundle, bundle_spec(bundle), precision, device)
+        self._options, self._requested_device = options, device
         started = time.perf_counter()
         self._sess, rewrites = ort_session(bundle.onnx_for("ort"), options, device, precision)
         self._run = _run_fn(self._sess)
@@ -186,6 +187,19 @@ class OrtSession(Session):
             return self._run(x)
         except Exception as e:
             raise SrEdgeError(f"{self.name}: ONNX Runtime failed: {one_line(str(e))[:300]}") from None
+
+    def _frame_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        sess, _ = ort_session(self._frame_graph(), self._options, self._requested_device, self.precision)
+        run = _run_fn(sess)
+
+        def frame(x: np.ndarray) -> np.ndarray:
+            try:
+                return run(x)
+            except Exception as e:
+                msg = f"{self.name}: ONNX Runtime failed on the frame graph: {one_line(str(e))[:300]}"
+                raise SrEdgeError(msg) from None
+
+        return frame
 
     def _release(self) -> None:
         self._sess = None

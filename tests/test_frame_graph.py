@@ -1,0 +1,158 @@
+"""The deployment frame path: uint8 RGB in and out through one graph (sr_edge.frame_graph).
+
+Structure exactly (graph inputs, outputs, where it falls back), values within stated bounds:
+against the numpy path (MATLAB ``rgb2ycbcr``, Pillow bicubic chroma) a pixel may land one
+grey level off from float rounding, and the chroma border is replicated rather than
+renormalised; PSNR-Y of every shipped Y bundle on Set5 / Set14 stays within 0.01 dB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sr_edge.backends import available_backends, load_bundle
+from sr_edge.errors import SrEdgeError
+from sr_edge.frame_graph import FRAME_INPUT, FRAME_OUTPUT, chroma_kernel, cubic_weights, frame_graph
+from sr_edge.paths import PROJECT_ROOT
+from sr_edge.upscale import NetworkUpscaler
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+EXPORT = PROJECT_ROOT / "export"
+SHIPPED = sorted(p.parent for p in EXPORT.glob("*/x*/manifest.json"))
+OPENVINO = "openvino" in available_backends()
+DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A 75 x 91 crop of a real photo (odd sizes: every phase and border case)."""
+    data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(data.astronaut()[30:105, 140:231])
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return int(d.max()), float((d > 1).mean())
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_chroma_kernel_is_bicubic_per_phase(scale: int) -> None:
+    k = chroma_kernel(scale)
+    assert k.shape == (scale * scale, 1, 5, 5) and k.dtype == np.float32
+    assert np.allclose(k.sum(axis=(1, 2, 3)), 1.0, atol=1e-6)  # every phase keeps a flat image flat
+    assert np.allclose(cubic_weights(0.0), [0, 1, 0, 0], atol=1e-12)  # on a sample: the sample
+    assert np.allclose(cubic_weights(0.5), [-0.0625, 0.5625, 0.5625, -0.0625])  # Keys a = -0.5
+
+
+@pytest.mark.parametrize("bundle", SHIPPED, ids=lambda p: str(p.relative_to(EXPORT)))
+def test_frame_graph_matches_the_numpy_path(bundle: Path, photo: np.ndarray) -> None:
+    with load_bundle(bundle, backend="ort") as session:
+        if session.bundle.color_mode != "y":
+            pytest.skip("an RGB model: no colour work around it")
+        graph = session.upscaler()
+        numpy_path = session.upscaler(frame_path="numpy")
+        assert graph.frame_path == "graph" and numpy_path.frame_path == "numpy"
+        got, want = graph(photo), numpy_path(photo)
+    s = session.bundle.scale
+    assert got.shape == want.shape == (75 * s, 91 * s, 3) and got.dtype == np.uint8
+    worst, share = _diff(got, want)
+    assert worst <= 3 and share < 1e-3, (worst, share)
+
+
+def test_graph_structure_batch_and_fallbacks(photo: np.ndarray) -> None:
+    bundle = EXPORT / "espcn" / "x3"
+    g = frame_graph(onnx.load(str(bundle / "model.onnx")), 3)
+    assert [i.name for i in g.graph.input] == [FRAME_INPUT] and [o.name for o in g.graph.output] == [FRAME_OUTPUT]
+    assert g.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert g.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    # the network ended in a pixel shuffle: the colour work runs in its phase space, no
+    # DepthToSpace is left (the frame is interleaved by reshapes and transposes of uint8)
+    assert "DepthToSpace" not in {n.op_type for n in g.graph.node}
+    sess = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+    two = np.stack([photo, photo[::-1].copy()])
+    out = sess.run(None, {FRAME_INPUT: two})[0]
+    assert out.shape == (2, 225, 273, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[1], sess.run(None, {FRAME_INPUT: two[1:]})[0][0])  # frames are independent
+    with load_bundle(bundle, backend="ort") as session:
+        up = session.upscaler()
+        grey = photo[..., :1].copy()
+        assert up(grey).shape == (225, 273, 1)  # grey and float input keep the numpy path
+        assert up(photo.astype(np.float32) / 255).dtype == np.float32
+        with pytest.raises(SrEdgeError, match="frame_path must be"):
+            session.upscaler(frame_path="fast")
+    with load_bundle(EXPORT / "espcn" / "x3", backend="ort") as session:
+        rgb = NetworkUpscaler("rgb", 3, "rgb", session.run)
+        assert rgb.frame_path == "numpy"
+
+
+def test_generic_path_for_a_network_without_a_final_shuffle(photo: np.ndarray) -> None:
+    """A Y network that ends in something else (here a nearest-neighbour Resize) gets the
+    HR-domain colour path: chroma shuffled on its own, then the colour matrix at HR."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    y_in = helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["n", 1, "h", "w"])
+    y_out = helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["n", 1, "H", "W"])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="nearest")
+    net = helper.make_model(
+        helper.make_graph([node], "nearest", [y_in], [y_out], initializer=[scales]),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    g = frame_graph(net, 2)
+    assert "DepthToSpace" in {n.op_type for n in g.graph.node}
+    frame = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+    plain = ort.InferenceSession(net.SerializeToString(), providers=["CPUExecutionProvider"])
+    numpy_path = NetworkUpscaler("nearest", 2, "y", lambda x: plain.run(None, {"lr": x})[0])
+    worst, share = _diff(frame.run(None, {FRAME_INPUT: photo[None]})[0][0], numpy_path(photo))
+    assert worst <= 3 and share < 1e-3, (worst, share)
+
+
+def test_frame_graph_refuses_what_it_cannot_wrap() -> None:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    rgb = helper.make_model(
+        helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "rgb", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    with pytest.raises(SrEdgeError, match="Y-channel networks"):
+        frame_graph(rgb, 2)
+    x1 = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", "w"])
+    old = helper.make_model(
+        helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "old", [x1], [y]),
+        opset_imports=[helper.make_opsetid("", 11)],
+    )
+    with pytest.raises(SrEdgeError, match="opset 13"):
+        frame_graph(old, 2)
+
+
+@pytest.mark.skipif(not OPENVINO, reason="OpenVINO is not installed (pip install 'sr-edge[openvino]')")
+@pytest.mark.parametrize("bundle", ["ecbsr-m4c16/x2", "fsrcnn/x3"])
+def test_openvino_runs_the_frame_graph(bundle: str, photo: np.ndarray) -> None:
+    with load_bundle(EXPORT / bundle, backend="openvino") as session:
+        graph, numpy_path = session.upscaler(), session.upscaler(frame_path="numpy")
+        assert graph.frame_path == "graph"
+        worst, share = _diff(graph(photo), numpy_path(photo))
+    assert worst <= 3 and share < 1e-3, (worst, share)
+
+
+@pytest.mark.skipif(not (DATASETS / "eval").is_dir(), reason="needs ../shared/datasets (Set5, Set14)")
+@pytest.mark.parametrize("bundle", SHIPPED, ids=lambda p: str(p.relative_to(EXPORT)))
+def test_deployed_frames_keep_psnr_within_a_hundredth_of_a_db(bundle: Path) -> None:
+    """The acceptance bound: PSNR-Y from deployed frames (the graph path) within 0.01 dB of the
+    numpy path on Set5 and Set14, for every shipped Y bundle (ONNX Runtime)."""
+    from sr_edge.evaluate import evaluate
+
+    with load_bundle(bundle, backend="ort") as session:
+        if session.bundle.color_mode != "y":
+            pytest.skip("an RGB model")
+        for name in ("Set5", "Set14"):
+            graph = evaluate(session.upscaler(), name)
+            exact = evaluate(session.upscaler(frame_path="numpy"), name)
+            assert abs(graph.psnr_y - exact.psnr_y) < 0.01, (name, graph.psnr_y, exact.psnr_y)
