@@ -167,6 +167,11 @@ def _ort_with_offset(offset: float) -> Any:
         def _infer(self, x: np.ndarray) -> np.ndarray:
             return super()._infer(x) + np.float32(offset)
 
+        def _frame_fn(self) -> Any:  # the frame graph's uint8 output, shifted the same way
+            frame = super()._frame_fn()
+            shift = round(offset * 255)
+            return lambda x: np.clip(frame(x).astype(np.int16) + shift, 0, 255).astype(np.uint8)
+
     class Backend(OrtBackend):
         def open(self, bundle: Any, precision: Any, device: str, options: Any) -> OrtSession:
             return Perturbed(bundle, precision, device, options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from sr_edge.backends import timing
@@ -28,3 +29,16 @@ def test_interleaved_medians_take_turns_and_report_each_calls_median(monkeypatch
     assert order == ["fast"] * 4 + ["slow"] * 4 + ["fast"] * 4 + ["slow"] * 4
     assert medians["fast"] == pytest.approx(1.5)  # rounds' medians 2 and 1 ms; the untimed 9 s calls never count
     assert medians["slow"] == pytest.approx(30.0)  # rounds' medians 20 and 40 ms
+
+
+def test_stream_rate_runs_every_frame_once_after_a_warm_up() -> None:
+    from sr_edge.bench.timing import measure_stream
+    from sr_edge.errors import SrEdgeError
+
+    seen: list[np.ndarray] = []
+    frame = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    fps = measure_stream(seen.append, frame, 5)
+    assert fps > 0 and len(seen) == 6  # one warm-up, then the stream
+    assert all(np.array_equal(f, frame) for f in seen) and all(f is not frame for f in seen[1:])  # fresh copies
+    with pytest.raises(SrEdgeError, match="at least one frame"):
+        measure_stream(seen.append, frame, 0)

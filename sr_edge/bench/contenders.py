@@ -166,6 +166,7 @@ class BundleContender(_Base):
         upscaler = session.upscaler(workers=self.options.get("threads"))  # colour work on the row's threads
         if upscaler.color_mode == "y":
             runtime["colour_threads"] = upscaler.workers
+            runtime["frame_path"] = upscaler.frame_path  # "graph": the colour work inside the runtime's graph
         return Deployed(
             upscaler=upscaler,
             model_fn=session.run,

@@ -178,7 +178,9 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
             if (lat.get("rounds") or 1) > 1
             else "; "
         )
-        + "frame = uint8 image in and out (colour handling included), network = the model alone on a float32 tensor",
+        + "frame = uint8 image in and out (colour handling included), network = the model alone on a float32 tensor; "
+        "stream fps = frames per second sustained over a stream (each frame prepared while the previous one runs); "
+        "frame / net = what the work around the network costs",
         f"- heap: {s.get('heap') or 'default (not recorded: measured before sr-edge kept a steady heap)'}",
         f"- quality: PSNR-Y / SSIM-Y (standard protocol) on {', '.join(datasets)}, computed from the deployed "
         "backend's own outputs",
@@ -193,7 +195,8 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
         front = _front_ids(rows, resolution, dataset, "frame")
         q_heads = [f"{d} PSNR / SSIM" for d in datasets]
         heads = [
-            "row", "backend", "prec.", *q_heads, "frame p50 / p90 / p99 ms", "fps", "net p50 ms",
+            "row", "backend", "prec.", *q_heads, "frame p50 / p90 / p99 ms", "fps", "stream fps", "net p50 ms",
+            "frame / net",
             "GFLOP/s (GOP/s int8)", "% peak", "build s", "peak RSS (+rise) MB", "in budget", "Pareto",
         ]  # fmt: skip
         out += [f"## x{scale} at {resolution}", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
@@ -213,7 +216,9 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
                 *qs,
                 f"{f.p50_ms:.2f} / {f.p90_ms:.2f} / {f.p99_ms:.2f}" if f else "-",
                 _fmt(f.fps if f else None, ".1f"),
+                _fmt(t.stream_fps if t else None, ".1f"),
                 _fmt(p50(r, resolution, "model")),
+                _ratio(f.p50_ms if f else None, p50(r, resolution, "model")),
                 _fmt(t.achieved_gops if t else None, ".1f"),
                 _fmt(t.efficiency * 100 if t and t.efficiency is not None else None, ".0f"),
                 _fmt(r.build_s, ".3f"),
@@ -234,6 +239,11 @@ def markdown(results: Results, dataset: str | None = None, resolution: str | Non
     if h.get("bundle_errors"):
         out += ["## Unreadable bundles", "", *[f"- {e}" for e in h["bundle_errors"]], ""]
     return "\n".join(out)
+
+
+def _ratio(frame: float | None, net: float | None) -> str:
+    """Frame p50 over network p50: what the work around the network costs (1.00: nothing)."""
+    return f"{frame / net:.2f}x" if frame and net else "-"
 
 
 def _pyplot() -> Any:

@@ -72,6 +72,7 @@ class Timing:
     gops_per_frame: float | None = None  # 2 x MACs of one frame, in G(FL)OP
     achieved_gops: float | None = None  # gops_per_frame / model p50
     efficiency: float | None = None  # achieved / the profile's peak at this precision
+    stream_fps: float | None = None  # sustained over a stream of frames (timing.measure_stream)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON."""
@@ -81,6 +82,7 @@ class Timing:
             "gops_per_frame": self.gops_per_frame,
             "achieved_gops": self.achieved_gops,
             "efficiency": self.efficiency,
+            "stream_fps": self.stream_fps,
         }
 
     @classmethod
@@ -92,6 +94,7 @@ class Timing:
             gops_per_frame=d.get("gops_per_frame"),
             achieved_gops=d.get("achieved_gops"),
             efficiency=d.get("efficiency"),
+            stream_fps=d.get("stream_fps"),
         )
 
 

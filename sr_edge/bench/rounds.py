@@ -20,7 +20,7 @@ from .contenders import Contender, Deployed
 from .memory import MemoryProbe, MemoryStats
 from .planning import Plan
 from .results import Row, Timing
-from .timing import LatencyPlan, measure_latency
+from .timing import LatencyPlan, measure_latency, measure_stream
 
 
 def _timings(
@@ -36,6 +36,7 @@ def _timings(
     for res in resolutions:
         frame = rng.integers(0, 256, (res.height, res.width, 3), dtype=np.uint8)
         frame_stats = measure_latency(lambda f=frame: deployed.upscaler(f), latency)  # type: ignore[misc]
+        stream = measure_stream(deployed.upscaler, frame, max(latency.min_runs, 4))
         probe.sample()
         model_stats = None
         gops = achieved = efficiency = None
@@ -54,6 +55,7 @@ def _timings(
             round(gops, 4) if gops is not None else None,
             round(achieved, 2) if achieved is not None else None,
             round(efficiency, 4) if efficiency is not None else None,
+            round(stream, 2),
         )
     return out
 
@@ -113,6 +115,11 @@ def another_round(row: Row, c: Contender, plan_: Plan) -> Row:
             achieved = round(t.gops_per_frame / (model.p50_ms / 1000.0), 2)
             efficiency = round(achieved / peak, 4) if peak else None
         merged[res] = dataclasses.replace(
-            t, frame=t.frame.best_with(new.frame), model=model, achieved_gops=achieved, efficiency=efficiency
+            t,
+            frame=t.frame.best_with(new.frame),
+            model=model,
+            achieved_gops=achieved,
+            efficiency=efficiency,
+            stream_fps=max((v for v in (t.stream_fps, new.stream_fps) if v is not None), default=None),
         )
     return dataclasses.replace(row, latency=merged)

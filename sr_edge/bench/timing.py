@@ -134,3 +134,24 @@ def measure_latency(
             truncated = True
             break
     return LatencyStats.from_samples(np.asarray(samples), plan.warmup, (clock() - start) / 1e9, truncated)
+
+
+def measure_stream(fn: Callable[[np.ndarray], Any], frame: np.ndarray, frames: int) -> float:
+    """Sustained frames per second of ``fn`` over a stream of ``frames`` frames.
+
+    The frames come from a producer thread, one fresh copy each, at most two ahead (as a
+    decoder would hand them over: :class:`~sr_edge.runtime.pipeline.Prefetch`, the video
+    path's own stage), so a frame's preparation overlaps the previous frame's inference.
+    Per-frame latency is :func:`measure_latency`'s; this is the rate a stream sustains.
+    """
+    from ..runtime.pipeline import Prefetch
+
+    if frames < 1:
+        raise SrEdgeError(f"a stream needs at least one frame, got {frames}")
+    fn(frame)  # warm
+    source = (frame.copy() for _ in range(frames))
+    start = time.perf_counter()
+    with Prefetch(source, depth=2, name="frames") as stream:
+        for f in stream:
+            fn(f)
+    return frames / (time.perf_counter() - start)
