@@ -64,6 +64,18 @@ def _import_openvino() -> Any:
     return openvino
 
 
+_CORE: list[Any] = []
+
+
+def shared_core() -> Any:
+    """One ``openvino.Core`` per process, for every session: a Core per session left a native
+    thread pool per session behind, and after a few dozen (the quantize stage measures each file
+    of a bundle) a Ctrl-C in later torch work of the same process crashed it (AMD Zen 3)."""
+    if not _CORE:
+        _CORE.append(_import_openvino().Core())
+    return _CORE[0]
+
+
 def _ov_device(device: str, core: Any) -> str:
     name = _DEVICES.get(device.lower())
     if name is None:
@@ -79,7 +91,7 @@ class OpenVinoSession(Session):
 
     def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OpenVinoOptions) -> None:
         ov = _import_openvino()
-        core = ov.Core()
+        core = shared_core()
         ov_device = _ov_device(device, core)
         shapes = None
         if options.static_shape is not None:
@@ -97,8 +109,8 @@ class OpenVinoSession(Session):
         graph = bundle.onnx_for("openvino")  # an int8 bundle's OpenVINO placement (model.onnx)
         started = time.perf_counter()
         try:
-            if options.cache_dir is not None:
-                core.set_property({"CACHE_DIR": str(options.cache_dir)})
+            # the Core is shared: every session sets the cache it wants ("" = none)
+            core.set_property({"CACHE_DIR": str(options.cache_dir) if options.cache_dir is not None else ""})
             if options.static_shape is None:
                 # Compiling from the path lets a cache hit skip reading the model.
                 compiled = core.compile_model(str(graph), ov_device, config)
@@ -213,7 +225,7 @@ class OpenVinoBackend:
         if precision not in ("bf16", "fp16") or not self.available():
             return None
         try:
-            core = _import_openvino().Core()
+            core = shared_core()
             ov_device = _ov_device(device, core)
             if ov_device == "AUTO":
                 return None

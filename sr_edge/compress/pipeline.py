@@ -346,9 +346,10 @@ def measure_graph(model: Any, src: _Source, datasets: Sequence[Dataset]) -> dict
     data = model.SerializeToString()
     out = {"ort": _evaluate(ort_run_fn(data, OrtOptions(), "cpu")[0], src, datasets)}
     if "openvino" in _backends():
-        import openvino as ov
+        from ..backends.openvino_backend import shared_core
 
-        compiled = ov.Core().compile_model(ov.Core().read_model(data), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        core = shared_core()
+        compiled = core.compile_model(core.read_model(data), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
 
         def run(x: np.ndarray) -> np.ndarray:
@@ -356,6 +357,39 @@ def measure_graph(model: Any, src: _Source, datasets: Sequence[Dataset]) -> dict
             return np.array(request.get_output_tensor(0).data, copy=True)
 
         out["openvino"] = _evaluate(run, src, datasets)
+    return out
+
+
+# A runtime keeps the file placed for it unless another of the bundle's files measures better
+# by more than this through it, on this machine: OpenVINO's integer kernels on AMD Zen 3
+# (AVX2, no VNNI) lost 1.7 dB on FSRCNN x2 with QDQ on the conv inputs and nothing with ORT's
+# placement; ORT's own-grid outputs lost 0.34 dB on ECBSR x4 where the inputs placement did not.
+PLACEMENT_MARGIN_DB = 0.02
+
+
+def choose_placements(folder: Path, src: _Source, dataset: Dataset) -> dict[str, dict[str, Any]]:
+    """For each CPU runtime here, PSNR-Y on ``dataset`` of every ONNX file of the bundle through it,
+    and the file chosen: its own placement unless another beats it by :data:`PLACEMENT_MARGIN_DB`."""
+    from ..backends import load_bundle
+    from ..bundle import MANIFEST
+    from ..devices.probe import probe_machine
+
+    manifest = json.loads((folder / MANIFEST).read_text())
+    files, own = list(manifest["files"]), dict(manifest["placements"])
+    facts = probe_machine()
+    cpu = f"{facts.cpu} ({facts.cores} cpus; {'VNNI' if any('vnni' in f for f in facts.isa) else 'no VNNI'})"
+    out: dict[str, dict[str, Any]] = {}
+    for backend in _backends():
+        scores: dict[str, float] = {}
+        for name in files:
+            _update_manifest(folder, {"placements": {backend: name}})
+            with load_bundle(folder, backend=backend, precision="int8") as session:
+                scores[name] = _evaluate(session.run, src, [dataset])[dataset.name]["psnr_y"]
+        best = max(scores, key=lambda n: scores[n])
+        mine = own[backend]
+        chosen = best if scores[best] > scores[mine] + PLACEMENT_MARGIN_DB else mine
+        out[backend] = {"psnr_y": scores, "dataset": dataset.name, "placed": mine, "chosen": chosen, "cpu": cpu}
+    _update_manifest(folder, {"placements": own})
     return out
 
 
@@ -655,6 +689,9 @@ def _measure_into(
     config: QuantConfig,
 ) -> None:
     """Measure the finished temp bundle through each runtime; refuse it over the drop budget."""
+    _note(True, "choosing each CPU runtime's file by what it measures here")
+    choice = choose_placements(tmp, src, evals[0])
+    _update_manifest(tmp, {"placements": {b: c["chosen"] for b, c in choice.items()}})
     _note(True, "measuring the int8 bundle through each runtime")
     measured.update(measure_bundle(tmp, src, evals, "int8"))
     over = _over_budget(measured, fp32, evals[0].name, config.max_drop_db)
@@ -671,7 +708,8 @@ def _measure_into(
         "psnr_y": ort_first["psnr_y"],
         "ssim_y": ort_first["ssim_y"],
     }
-    _update_manifest(tmp, {"metrics": metrics, "quantization": {"metrics": measured, "drop_db": drops(measured, fp32)}})
+    quant = {"metrics": measured, "drop_db": drops(measured, fp32), "placement_choice": choice}
+    _update_manifest(tmp, {"metrics": metrics, "quantization": quant})
 
 
 # options a resumed fine-tune may change (the trainer checks its own: steps may grow)
