@@ -99,7 +99,8 @@ def add_commands(sub: Any) -> None:
         help="int8 bundle of a model by quantisation-aware fine-tuning (qat) or calibration only (ptq)",
         description=(
             "Quantise a zoo model or checkpoint to int8 and write a bundle with one QDQ graph per runtime "
-            "(model.onnx: OpenVINO/TensorRT, model-ort.onnx: ONNX Runtime), measured through each against fp32."
+            "(model.onnx: TensorRT, model-openvino.onnx: OpenVINO, model-ort.onnx: ONNX Runtime), measured through "
+            "each against fp32."
         ),
     )
     p.add_argument("source", help="registered model name (its shipped weights) or a .safetensors checkpoint")
