@@ -144,3 +144,19 @@ def test_the_run_folder_never_takes_over_a_users_folder(tiny_data: Path, tmp_pat
     with pytest.raises(SrEdgeError, match="not an sr-edge run"):
         run_recipe(recipe_from_dict(_tiny(tiny_data)), theirs)
     assert (theirs / "notes.txt").read_text() == "keep me"
+
+
+def test_selection_table_says_when_nothing_fits() -> None:
+    """A budget no variant meets on this machine (a slow CPU, 33 ms at 960x540) is a row that
+    says so, not a crash of the last stage."""
+    from sr_edge.recipe.stages import selection_markdown
+
+    fits = {"id": "ecbsr-m4c16/x2-int8@openvino/int8", "compression": "int8", "psnr": 36.94,
+            "latency_ms": 48.2, "latency_estimated": False}  # fmt: skip
+    picks = [
+        {"device": "here", "scale": 2, "budget_ms": 33.3, "selection": {"pick": None, "reason": "all over 33.3 ms"}},
+        {"device": "here", "scale": 2, "budget_ms": 100.0, "selection": {"pick": fits, "reason": ""}},
+    ]
+    text = selection_markdown(picks)
+    assert "| here | x2 | 33.3 | nothing fits: all over 33.3 ms | - |" in text
+    assert "| here | x2 | 100 | ecbsr-m4c16/x2-int8@openvino/int8 [int8]: 36.94 dB, 48.2 ms | measured here |" in text

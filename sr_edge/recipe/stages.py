@@ -236,10 +236,10 @@ def selection_markdown(picks: list[dict[str, Any]]) -> str:
     ]
     for p in picks:
         pick = p["selection"]["pick"]
-        label = f"{pick['id']}" + (f" [{pick['compression']}]" if pick and pick.get("compression") else "")
-        if pick is None:
+        if pick is None:  # nothing in the matrix meets the budget here (a slow machine, a tight budget)
             cell, how = f"nothing fits: {p['selection']['reason']}", "-"
         else:
+            label = f"{pick['id']}" + (f" [{pick['compression']}]" if pick.get("compression") else "")
             psnr = f"{pick['psnr']:.2f} dB" if pick.get("psnr") is not None else "PSNR unknown"
             cell = f"{label}: {psnr}, {pick['latency_ms']:.1f} ms"
             how = "ESTIMATED" if pick["latency_estimated"] else "measured here"
