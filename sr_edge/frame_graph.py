@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 FRAME_INPUT = "frame"
 FRAME_OUTPUT = "frame_sr"
+FRAME_CHECK = "frame_net_sum"  # the network output's sum: NaN or Inf there means a broken model
 _PREFIX = "frame_path_"
 
 
@@ -172,6 +173,7 @@ def frame_graph(net: onnx.ModelProto, scale: int) -> onnx.ModelProto:
         # the network ends in a pixel shuffle (and element-wise ops, which commute with it): the
         # colour work runs in its phase space at LR, and one uint8 shuffle makes the frame
         body, y_phases = phases
+        checked = y_phases
         m = np.kron(c["w_out"].reshape(3, 3), np.eye(scale * scale, dtype=np.float32))
         consts[t("w_phase")] = m.reshape(3 * scale * scale, 3 * scale * scale, 1, 1).astype(np.float32)
         consts[t("b_phase")] = np.repeat(c["b_out"], scale * scale).astype(np.float32)
@@ -214,6 +216,7 @@ def frame_graph(net: onnx.ModelProto, scale: int) -> onnx.ModelProto:
             helper.make_node("Transpose", [t("u8_e")], [FRAME_OUTPUT], perm=[0, 2, 3, 1], name=t("to_nhwc")),
         ]
     else:
+        checked = net_out
         consts[t("w_out")], consts[t("b_out")] = c["w_out"], c["b_out"]
         nodes += [
             helper.make_node(
@@ -228,6 +231,9 @@ def frame_graph(net: onnx.ModelProto, scale: int) -> onnx.ModelProto:
             helper.make_node("QuantizeLinear", [t("rgb_up"), t("one"), t("zero")], [t("out_u8")], name=t("to_uint8")),
             helper.make_node("Transpose", [t("out_u8")], [FRAME_OUTPUT], perm=[0, 2, 3, 1], name=t("to_nhwc")),
         ]
+    # one cheap pass that any NaN or Inf in the network's output makes non-finite (the uint8 frame
+    # would hide them as black or white), checked by NetworkUpscaler as on the numpy path
+    nodes.append(helper.make_node("ReduceSum", [checked], [FRAME_CHECK], keepdims=0, name=t("check")))
     frame_in = helper.make_tensor_value_info(FRAME_INPUT, TensorProto.UINT8, ["batch", "height", "width", 3])
     frame_out = helper.make_tensor_value_info(
         FRAME_OUTPUT, TensorProto.UINT8, ["batch", f"{scale}*height", f"{scale}*width", 3]
@@ -236,7 +242,7 @@ def frame_graph(net: onnx.ModelProto, scale: int) -> onnx.ModelProto:
         nodes,
         f"{g.name or 'net'}_frame",
         [frame_in],
-        [frame_out],
+        [frame_out, helper.make_tensor_value_info(FRAME_CHECK, TensorProto.FLOAT, [])],
         initializer=[*g.initializer, *(numpy_helper.from_array(v, k) for k, v in consts.items())],
         value_info=list(g.value_info),
     )

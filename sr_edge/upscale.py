@@ -40,6 +40,7 @@ __all__ = [
     "upscale_image",
 ]
 TensorFn = Callable[[np.ndarray], np.ndarray]
+FrameFn = Callable[[np.ndarray], tuple[np.ndarray, float]]  # uint8 frames -> (uint8 frames, network sum)
 _PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 # How far (in LR pixels) the bicubic upscalers used here read from an output pixel's own
@@ -61,6 +62,13 @@ class Upscaler(Protocol):
     scale: int
 
     def __call__(self, lr: np.ndarray) -> np.ndarray: ...
+
+
+def _broken(name: str) -> str:
+    return (
+        f"{name}: the network's output holds NaN or Inf: the model is broken (NaN weights, or "
+        "an overflow at this precision); nothing was written; re-train or re-export it, or try fp32"
+    )
 
 
 def _check_lr(lr: np.ndarray) -> np.ndarray:
@@ -121,7 +129,7 @@ class NetworkUpscaler:
         run: TensorFn,
         workers: int | None = None,
         receptive_field: int | None = None,
-        frame: TensorFn | None = None,
+        frame: FrameFn | None = None,
     ) -> None:
         if color_mode not in ("rgb", "y"):
             raise SrEdgeError(f"colour mode must be 'rgb' or 'y', got {color_mode!r}")
@@ -134,8 +142,8 @@ class NetworkUpscaler:
         self.receptive_field = receptive_field
         # threads for the colour work around the network (bicubic chroma, YCbCr -> RGB)
         self.workers = default_workers() if workers is None else workers
-        # uint8 N x H x W x 3 RGB -> uint8 N x sH x sW x 3 with the colour work inside the
-        # runtime's graph (sr_edge.frame_graph; a Y model's uint8 RGB input takes it)
+        # uint8 N x H x W x 3 RGB -> (uint8 N x sH x sW x 3, the network output's sum) with the
+        # colour work inside the runtime's graph (sr_edge.frame_graph; a Y model's uint8 RGB input)
         self._frame = frame if color_mode == "y" else None
         self.frame_path = "graph" if self._frame is not None else "numpy"
 
@@ -153,16 +161,16 @@ class NetworkUpscaler:
         with np.errstate(over="ignore", invalid="ignore"):
             total = y.sum(dtype=np.float32)
         if not np.isfinite(total) and not np.isfinite(y).all():
-            raise SrEdgeError(
-                f"{self.name}: the network's output holds NaN or Inf: the model is broken (NaN weights, or "
-                "an overflow at this precision); nothing was written; re-train or re-export it, or try fp32"
-            )
+            raise SrEdgeError(_broken(self.name))
         return y[0].transpose(1, 2, 0)
 
     def _frame_graph(self, lr: np.ndarray) -> np.ndarray:
         assert self._frame is not None
         h, w = lr.shape[:2]
-        out = np.asarray(self._frame(np.ascontiguousarray(lr)[None]))
+        out, total = self._frame(np.ascontiguousarray(lr)[None])
+        if not np.isfinite(total):
+            raise SrEdgeError(_broken(self.name))
+        out = np.asarray(out)
         expected = (1, h * self.scale, w * self.scale, 3)
         if out.shape != expected or out.dtype != np.uint8:
             raise SrEdgeError(

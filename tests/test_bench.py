@@ -170,7 +170,12 @@ def _ort_with_offset(offset: float) -> Any:
         def _frame_fn(self) -> Any:  # the frame graph's uint8 output, shifted the same way
             frame = super()._frame_fn()
             shift = round(offset * 255)
-            return lambda x: np.clip(frame(x).astype(np.int16) + shift, 0, 255).astype(np.uint8)
+
+            def shifted(x: np.ndarray) -> tuple[np.ndarray, float]:
+                out, total = frame(x)
+                return np.clip(out.astype(np.int16) + shift, 0, 255).astype(np.uint8), total
+
+            return shifted
 
     class Backend(OrtBackend):
         def open(self, bundle: Any, precision: Any, device: str, options: Any) -> OrtSession:

@@ -15,7 +15,7 @@ import pytest
 
 from sr_edge.backends import available_backends, load_bundle
 from sr_edge.errors import SrEdgeError
-from sr_edge.frame_graph import FRAME_INPUT, FRAME_OUTPUT, chroma_kernel, cubic_weights, frame_graph
+from sr_edge.frame_graph import FRAME_CHECK, FRAME_INPUT, FRAME_OUTPUT, chroma_kernel, cubic_weights, frame_graph
 from sr_edge.paths import PROJECT_ROOT
 from sr_edge.upscale import NetworkUpscaler
 
@@ -67,7 +67,8 @@ def test_frame_graph_matches_the_numpy_path(bundle: Path, photo: np.ndarray) -> 
 def test_graph_structure_batch_and_fallbacks(photo: np.ndarray) -> None:
     bundle = EXPORT / "espcn" / "x3"
     g = frame_graph(onnx.load(str(bundle / "model.onnx")), 3)
-    assert [i.name for i in g.graph.input] == [FRAME_INPUT] and [o.name for o in g.graph.output] == [FRAME_OUTPUT]
+    assert [i.name for i in g.graph.input] == [FRAME_INPUT]
+    assert [o.name for o in g.graph.output] == [FRAME_OUTPUT, FRAME_CHECK]
     assert g.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert g.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     # the network ended in a pixel shuffle: the colour work runs in its phase space, no
@@ -110,6 +111,35 @@ def test_generic_path_for_a_network_without_a_final_shuffle(photo: np.ndarray) -
     numpy_path = NetworkUpscaler("nearest", 2, "y", lambda x: plain.run(None, {"lr": x})[0])
     worst, share = _diff(frame.run(None, {FRAME_INPUT: photo[None]})[0][0], numpy_path(photo))
     assert worst <= 3 and share < 1e-3, (worst, share)
+
+
+def test_a_network_that_outputs_nan_is_refused_on_the_frame_path(photo: np.ndarray) -> None:
+    """The uint8 frame would show NaN as black: the graph's second output (the network output's
+    sum) carries it, and the upscaler refuses the frame as the numpy path does."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    y_in = helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["n", 1, "h", "w"])
+    y_out = helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["n", 1, "H", "W"])
+    nodes = [
+        helper.make_node("Sub", ["lr", "lr"], ["zero"]),
+        helper.make_node("Div", ["zero", "zero"], ["nan"]),  # 0 / 0
+        helper.make_node("Resize", ["nan", "", "scales"], ["sr"], mode="nearest"),
+    ]
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    net = helper.make_model(
+        helper.make_graph(nodes, "nan", [y_in], [y_out], initializer=[scales]),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    sess = ort.InferenceSession(frame_graph(net, 2).SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def frame(x: np.ndarray) -> tuple[np.ndarray, float]:
+        out, total = sess.run(None, {FRAME_INPUT: x})
+        return out, float(total)
+
+    up = NetworkUpscaler("nan-net", 2, "y", lambda x: x, frame=frame)
+    assert up.frame_path == "graph"
+    with pytest.raises(SrEdgeError, match="nan-net: the network's output holds NaN or Inf"):
+        up(photo)
 
 
 def test_frame_graph_refuses_what_it_cannot_wrap() -> None:

@@ -202,9 +202,9 @@ class Session(abc.ABC):
         up.frame_path = why if self.bundle.color_mode == "y" else "rgb model"
         return up
 
-    def _frame_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """uint8 N x H x W x 3 RGB -> uint8 N x sH x sW x 3 through this runtime, or ``None``
-        where the backend builds no frame graph (the numpy path runs)."""
+    def _frame_fn(self) -> Callable[[np.ndarray], Any] | None:
+        """uint8 N x H x W x 3 RGB -> (uint8 N x sH x sW x 3, the network output's sum) through
+        this runtime, or ``None`` where the backend builds no frame graph (the numpy path runs)."""
         return None
 
     def _frame_graph(self) -> bytes:

@@ -141,7 +141,7 @@ class OpenVinoSession(Session):
         except Exception as e:
             raise SrEdgeError(f"{self.name}: OpenVINO inference failed: {one_line(str(e))[:300]}") from None
 
-    def _frame_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
+    def _frame_fn(self) -> Callable[[np.ndarray], Any] | None:
         core, ov_device, config, static_shape = self._frame_args
         if static_shape is not None:
             return None  # a static-shape build is for one tensor shape; frames keep the numpy path
@@ -154,10 +154,11 @@ class OpenVinoSession(Session):
         request = compiled.create_infer_request()
         self._frame_compiled = compiled  # kept alive with the session
 
-        def frame(x: np.ndarray) -> np.ndarray:
+        def frame(x: np.ndarray) -> Any:  # (uint8 frame, the network output's sum)
             try:
                 request.infer({0: x}, share_inputs=True)
-                return np.array(request.get_output_tensor(0).data, dtype=np.uint8, copy=True)
+                out = np.array(request.get_output_tensor(0).data, dtype=np.uint8, copy=True)
+                return out, float(np.asarray(request.get_output_tensor(1).data).sum())
             except Exception as e:
                 msg = f"{self.name}: OpenVINO failed on the frame graph: {one_line(str(e))[:300]}"
                 raise SrEdgeError(msg) from None

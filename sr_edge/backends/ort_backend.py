@@ -188,13 +188,14 @@ class OrtSession(Session):
         except Exception as e:
             raise SrEdgeError(f"{self.name}: ONNX Runtime failed: {one_line(str(e))[:300]}") from None
 
-    def _frame_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
+    def _frame_fn(self) -> Callable[[np.ndarray], Any] | None:
         sess, _ = ort_session(self._frame_graph(), self._options, self._requested_device, self.precision)
-        run = _run_fn(sess)
+        in_name = sess.get_inputs()[0].name
 
-        def frame(x: np.ndarray) -> np.ndarray:
+        def frame(x: np.ndarray) -> Any:  # (uint8 frame, the network output's sum)
             try:
-                return run(x)
+                out, total = sess.run(None, {in_name: x})
+                return out, float(total)
             except Exception as e:
                 msg = f"{self.name}: ONNX Runtime failed on the frame graph: {one_line(str(e))[:300]}"
                 raise SrEdgeError(msg) from None
