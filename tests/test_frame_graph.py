@@ -9,6 +9,7 @@ renormalised; PSNR-Y of every shipped Y bundle on Set5 / Set14 stays within 0.01
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,17 @@ def photo() -> np.ndarray:
 def _diff(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
     d = np.abs(a.astype(np.int16) - b.astype(np.int16))
     return int(d.max()), float((d > 1).mean())
+
+
+def _net(nodes: list, inputs: tuple[str, int], output: str, channels_out: int = 1, opset: int = 18) -> Any:
+    """A tiny float graph: one input (name, channels) N x C x h x w, one output, an x2 ``scales``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info(inputs[0], TensorProto.FLOAT, ["n", inputs[1], "h", "w"])
+    y = helper.make_tensor_value_info(output, TensorProto.FLOAT, ["n", channels_out, "H", "W"])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    graph = helper.make_graph(nodes, "net", [x], [y], initializer=[scales])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -94,16 +106,9 @@ def test_graph_structure_batch_and_fallbacks(photo: np.ndarray) -> None:
 def test_generic_path_for_a_network_without_a_final_shuffle(photo: np.ndarray) -> None:
     """A Y network that ends in something else (here a nearest-neighbour Resize) gets the
     HR-domain colour path: chroma shuffled on its own, then the colour matrix at HR."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
-    y_in = helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["n", 1, "h", "w"])
-    y_out = helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["n", 1, "H", "W"])
-    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
-    node = helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="nearest")
-    net = helper.make_model(
-        helper.make_graph([node], "nearest", [y_in], [y_out], initializer=[scales]),
-        opset_imports=[helper.make_opsetid("", 18)],
-    )
+    net = _net([helper.make_node("Resize", ["lr", "", "scales"], ["sr"], mode="nearest")], ("lr", 1), "sr")
     g = frame_graph(net, 2)
     assert "DepthToSpace" in {n.op_type for n in g.graph.node}
     frame = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -116,20 +121,14 @@ def test_generic_path_for_a_network_without_a_final_shuffle(photo: np.ndarray) -
 def test_a_network_that_outputs_nan_is_refused_on_the_frame_path(photo: np.ndarray) -> None:
     """The uint8 frame would show NaN as black: the graph's second output (the network output's
     sum) carries it, and the upscaler refuses the frame as the numpy path does."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
-    y_in = helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["n", 1, "h", "w"])
-    y_out = helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["n", 1, "H", "W"])
     nodes = [
         helper.make_node("Sub", ["lr", "lr"], ["zero"]),
         helper.make_node("Div", ["zero", "zero"], ["nan"]),  # 0 / 0
         helper.make_node("Resize", ["nan", "", "scales"], ["sr"], mode="nearest"),
     ]
-    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
-    net = helper.make_model(
-        helper.make_graph(nodes, "nan", [y_in], [y_out], initializer=[scales]),
-        opset_imports=[helper.make_opsetid("", 18)],
-    )
+    net = _net(nodes, ("lr", 1), "sr")
     sess = ort.InferenceSession(frame_graph(net, 2).SerializeToString(), providers=["CPUExecutionProvider"])
 
     def frame(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -143,23 +142,13 @@ def test_a_network_that_outputs_nan_is_refused_on_the_frame_path(photo: np.ndarr
 
 
 def test_frame_graph_refuses_what_it_cannot_wrap() -> None:
-    from onnx import TensorProto, helper
+    from onnx import helper
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])
-    rgb = helper.make_model(
-        helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "rgb", [x], [y]),
-        opset_imports=[helper.make_opsetid("", 18)],
-    )
+    identity = [helper.make_node("Identity", ["x"], ["y"])]
     with pytest.raises(SrEdgeError, match="Y-channel networks"):
-        frame_graph(rgb, 2)
-    x1 = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", "w"])
-    old = helper.make_model(
-        helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "old", [x1], [y]),
-        opset_imports=[helper.make_opsetid("", 11)],
-    )
+        frame_graph(_net(identity, ("x", 3), "y", channels_out=3), 2)
     with pytest.raises(SrEdgeError, match="opset 13"):
-        frame_graph(old, 2)
+        frame_graph(_net(identity, ("x", 1), "y", opset=11), 2)
 
 
 @pytest.mark.skipif(not OPENVINO, reason="OpenVINO is not installed (pip install 'sr-edge[openvino]')")
