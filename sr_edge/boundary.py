@@ -77,7 +77,7 @@ def _say(line: str) -> None:
 
 def _shown(path: object) -> str:
     text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
-    return text if len(text) <= _MAX_PATH_SHOWN else f"{text[:_MAX_PATH_SHOWN // 2]}...{text[-_MAX_PATH_SHOWN // 2 :]}"
+    return text if len(text) <= _MAX_PATH_SHOWN else f"{text[: _MAX_PATH_SHOWN // 2]}...{text[-_MAX_PATH_SHOWN // 2 :]}"
 
 
 def os_error_line(e: OSError) -> str | None:

@@ -21,6 +21,7 @@ the share and the PSNR-Y difference. Nothing here imports torch.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,14 +116,28 @@ def _final_shuffle(nodes: list[Any], out: str, scale: int) -> tuple[list[Any], s
     return None
 
 
-def frame_graph(net: onnx.ModelProto, scale: int) -> onnx.ModelProto:
-    """The uint8 RGB frame graph around a Y-channel network graph (1 input, 1 output, 1 channel)."""
+def _t(name: str) -> str:
+    return _PREFIX + name
+
+
+def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transpose: str = "axes") -> onnx.ModelProto:
+    """The uint8 RGB frame graph around a Y-channel network graph (1 input, 1 output, 1 channel).
+
+    ``fused`` (networks that end in a pixel shuffle; others take the HR path): no Split and no
+    Concat. Y comes from its own 1x1 conv of the RGB; the chroma's whole share of the output RGB
+    (rgb2ycbcr's Cb and Cr rows, the bicubic phases, ycbcr2rgb's Cb and Cr columns: all linear)
+    is one 5x5 conv of the edge-padded RGB, and the Y phases join it through a 1x1 conv and an
+    Add. ``transpose``: the uint8 phases to NHWC as three single-axis transposes (``"axes"``:
+    ONNX Runtime's fast path) or one 6-D transpose (``"6d"``).
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     scale = check_scale(scale)
+    if transpose not in ("axes", "6d"):
+        raise ValueError(f"transpose must be 'axes' or '6d', got {transpose!r}")
     g = net.graph
-    inits = {t.name for t in g.initializer}
+    inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
     if len(inputs) != 1 or len(g.output) != 1:
         raise SrEdgeError(
@@ -139,98 +154,115 @@ def frame_graph(net: onnx.ModelProto, scale: int) -> onnx.ModelProto:
     if any(n.startswith(_PREFIX) for n in names) or FRAME_INPUT in names or FRAME_OUTPUT in names:
         raise SrEdgeError("the network graph already uses the frame path's tensor names")
 
-    def t(name: str) -> str:
-        return _PREFIX + name
-
+    t = _t
     c = colour_constants()
     k = chroma_kernel(scale)
     consts = {
-        t("w_in"): c["w_in"],
-        t("b_in"): c["b_in"],
         t("unit"): np.array(1.0 / 255.0, np.float32),
         t("one"): np.array(1.0, np.float32),
         t("zero"): np.array(0, np.uint8),
-        t("split"): np.array([1, 2], np.int64),
         t("pads"): np.array([0, 0, 2, 2, 0, 0, 2, 2], np.int64),
-        t("chroma_w"): np.concatenate([k, k]),  # Cb's phases, then Cr's (group 2)
     }
+    # uint8 NHWC -> NCHW (1 byte a value moved), then [0, 1] floats (one pass: DequantizeLinear)
     nodes: list[Any] = [
-        # uint8 NHWC -> NCHW (1 byte a value moved), then [0, 1] floats (one pass: DequantizeLinear)
         helper.make_node("Transpose", [FRAME_INPUT], [t("rgb_u8")], perm=[0, 3, 1, 2], name=t("to_nchw")),
         helper.make_node("DequantizeLinear", [t("rgb_u8"), t("unit"), t("zero")], [t("rgb")], name=t("to_unit")),
-        helper.make_node("Conv", [t("rgb"), t("w_in"), t("b_in")], [t("ycc")], kernel_shape=[1, 1], name=t("ycbcr")),
-        helper.make_node("Split", [t("ycc"), t("split")], [net_in, t("cbcr")], axis=1, name=t("split_y")),
-        # bicubic chroma as a sub-pixel convolution: s * s phases of 5 x 5 taps per plane,
-        # then DepthToSpace; borders replicated (Pad edge)
-        helper.make_node("Pad", [t("cbcr"), t("pads")], [t("cbcr_pad")], mode="edge", name=t("chroma_pad")),
-        helper.make_node(
-            "Conv", [t("cbcr_pad"), t("chroma_w")], [t("cbcr_phases")], kernel_shape=[5, 5], group=2, name=t("chroma")
-        ),
     ]
-    body = list(g.node)
+    body = [copy.deepcopy(n) for n in g.node]  # _final_shuffle rewires nodes: the caller's graph stays as it was
     phases = _final_shuffle(body, net_out, scale)
-    if phases is not None:
-        # the network ends in a pixel shuffle (and element-wise ops, which commute with it): the
-        # colour work runs in its phase space at LR, and one uint8 shuffle makes the frame
+    ss = scale * scale
+    if phases is not None and fused:
         body, y_phases = phases
-        checked = y_phases
-        m = np.kron(c["w_out"].reshape(3, 3), np.eye(scale * scale, dtype=np.float32))
-        consts[t("w_phase")] = m.reshape(3 * scale * scale, 3 * scale * scale, 1, 1).astype(np.float32)
-        consts[t("b_phase")] = np.repeat(c["b_out"], scale * scale).astype(np.float32)
-        consts[t("dims_hw")] = np.array([1, 2], np.int64)
-        consts[t("minus1")] = np.array([-1], np.int64)
-        consts[t("three")] = np.array([3], np.int64)
-        consts[t("s")] = np.array([scale], np.int64)
-        nodes += body
+        w_out = c["w_out"].reshape(3, 3)  # rows R, G, B; columns Y, Cb, Cr
+        w_in = c["w_in"].reshape(3, 3)  # rows Y, Cb, Cr; columns R, G, B
+        # output channel (colour o, phase p) = sum over Cb, Cr of w_out[o, j] * K_p * (w_in[j] . rgb + b_in[j]);
+        # each K_p sums to 1, so the biases pass through it
+        chroma = np.einsum("oj,jc,pyx->opcyx", w_out[:, 1:], w_in[1:], k[:, 0]).reshape(3 * ss, 3, 5, 5)
+        consts[t("w_y")] = w_in[:1].reshape(1, 3, 1, 1)
+        consts[t("b_y")] = c["b_in"][:1]
+        consts[t("w_chroma")] = chroma.astype(np.float32)
+        consts[t("b_chroma")] = np.repeat(c["b_out"] + w_out[:, 1:] @ c["b_in"][1:], ss).astype(np.float32)
+        consts[t("w_y_out")] = np.kron(w_out[:, :1], np.eye(ss)).reshape(3 * ss, ss, 1, 1).astype(np.float32)
         nodes += [
-            helper.make_node("Concat", [y_phases, t("cbcr_phases")], [t("ycc_phases")], axis=1, name=t("join")),
+            helper.make_node("Conv", [t("rgb"), t("w_y"), t("b_y")], [net_in], kernel_shape=[1, 1], name=t("y")),
+            helper.make_node("Pad", [t("rgb"), t("pads")], [t("rgb_pad")], mode="edge", name=t("chroma_pad")),
             helper.make_node(
                 "Conv",
-                [t("ycc_phases"), t("w_phase"), t("b_phase")],
-                [t("rgb_phases")],
-                kernel_shape=[1, 1],
-                name=t("to_rgb"),
-            ),
-            helper.make_node(
-                "QuantizeLinear", [t("rgb_phases"), t("one"), t("zero")], [t("u8_phases")], name=t("to_uint8")
-            ),
-            # (N, 3 s s, H, W) -> (N, sH, sW, 3) on uint8, in three transposes that each move one
-            # axis (ORT's fast path; one 6-D transpose took 49 ms at 960x540 x2, these 5.5 ms):
-            # (3Ns, s_b, H, W) -> (3Ns, H, W, s_b) = (3N, s_a, H, sW) -> (3N, H, s_a, sW) =
-            # (N, 3, sH, sW) -> (N, sH, sW, 3)
-            helper.make_node("Shape", [FRAME_INPUT], [t("in_shape")], name=t("shape")),
-            helper.make_node("Gather", [t("in_shape"), t("dims_hw")], [t("hw")], axis=0, name=t("get_hw")),
-            helper.make_node("Mul", [t("hw"), t("s")], [t("shw")], name=t("scale_hw")),
-            helper.make_node("Split", [t("hw")], [t("h"), t("w")], axis=0, num_outputs=2, name=t("split_hw")),
-            helper.make_node("Split", [t("shw")], [t("sh"), t("sw")], axis=0, num_outputs=2, name=t("split_shw")),
-            helper.make_node("Concat", [t("minus1"), t("s"), t("h"), t("w")], [t("shape_1")], axis=0, name=t("c1")),
-            helper.make_node("Concat", [t("minus1"), t("s"), t("h"), t("sw")], [t("shape_2")], axis=0, name=t("c2")),
-            helper.make_node(
-                "Concat", [t("minus1"), t("three"), t("sh"), t("sw")], [t("shape_3")], axis=0, name=t("c3")
-            ),
-            helper.make_node("Reshape", [t("u8_phases"), t("shape_1")], [t("u8_a")], name=t("r1")),
-            helper.make_node("Transpose", [t("u8_a")], [t("u8_b")], perm=[0, 2, 3, 1], name=t("t1")),
-            helper.make_node("Reshape", [t("u8_b"), t("shape_2")], [t("u8_c")], name=t("r2")),
-            helper.make_node("Transpose", [t("u8_c")], [t("u8_d")], perm=[0, 2, 1, 3], name=t("t2")),
-            helper.make_node("Reshape", [t("u8_d"), t("shape_3")], [t("u8_e")], name=t("r3")),
-            helper.make_node("Transpose", [t("u8_e")], [FRAME_OUTPUT], perm=[0, 2, 3, 1], name=t("to_nhwc")),
-        ]
-    else:
-        checked = net_out
-        consts[t("w_out")], consts[t("b_out")] = c["w_out"], c["b_out"]
-        nodes += [
-            helper.make_node(
-                "DepthToSpace", [t("cbcr_phases")], [t("cbcr_up")], blocksize=scale, mode="CRD", name=t("chroma_up")
+                [t("rgb_pad"), t("w_chroma"), t("b_chroma")],
+                [t("chroma_rgb")],
+                kernel_shape=[5, 5],
+                name=t("chroma"),
             ),
             *body,
-            helper.make_node("Concat", [net_out, t("cbcr_up")], [t("ycc_up")], axis=1, name=t("join")),
-            helper.make_node(
-                "Conv", [t("ycc_up"), t("w_out"), t("b_out")], [t("rgb_up")], kernel_shape=[1, 1], name=t("to_rgb")
-            ),
-            # round half to even, clip to 0-255 and cast in one pass
-            helper.make_node("QuantizeLinear", [t("rgb_up"), t("one"), t("zero")], [t("out_u8")], name=t("to_uint8")),
-            helper.make_node("Transpose", [t("out_u8")], [FRAME_OUTPUT], perm=[0, 2, 3, 1], name=t("to_nhwc")),
+            helper.make_node("Conv", [y_phases, t("w_y_out")], [t("y_rgb")], kernel_shape=[1, 1], name=t("y_out")),
+            helper.make_node("Add", [t("y_rgb"), t("chroma_rgb")], [t("rgb_phases")], name=t("to_rgb")),
         ]
+        checked = y_phases
+    else:
+        consts[t("w_in")], consts[t("b_in")] = c["w_in"], c["b_in"]
+        consts[t("split")] = np.array([1, 2], np.int64)
+        consts[t("chroma_w")] = np.concatenate([k, k])  # Cb's phases, then Cr's (group 2)
+        nodes += [
+            helper.make_node(
+                "Conv", [t("rgb"), t("w_in"), t("b_in")], [t("ycc")], kernel_shape=[1, 1], name=t("ycbcr")
+            ),
+            helper.make_node("Split", [t("ycc"), t("split")], [net_in, t("cbcr")], axis=1, name=t("split_y")),
+            # bicubic chroma as a sub-pixel convolution: s * s phases of 5 x 5 taps per plane,
+            # then DepthToSpace; borders replicated (Pad edge)
+            helper.make_node("Pad", [t("cbcr"), t("pads")], [t("cbcr_pad")], mode="edge", name=t("chroma_pad")),
+            helper.make_node(
+                "Conv",
+                [t("cbcr_pad"), t("chroma_w")],
+                [t("cbcr_phases")],
+                kernel_shape=[5, 5],
+                group=2,
+                name=t("chroma"),
+            ),
+        ]
+        if phases is not None:
+            # the network ends in a pixel shuffle (and element-wise ops, which commute with it):
+            # the colour work runs in its phase space at LR, and one uint8 shuffle makes the frame
+            body, y_phases = phases
+            checked = y_phases
+            m = np.kron(c["w_out"].reshape(3, 3), np.eye(ss, dtype=np.float32))
+            consts[t("w_phase")] = m.reshape(3 * ss, 3 * ss, 1, 1).astype(np.float32)
+            consts[t("b_phase")] = np.repeat(c["b_out"], ss).astype(np.float32)
+            nodes += [
+                *body,
+                helper.make_node("Concat", [y_phases, t("cbcr_phases")], [t("ycc_phases")], axis=1, name=t("join")),
+                helper.make_node(
+                    "Conv",
+                    [t("ycc_phases"), t("w_phase"), t("b_phase")],
+                    [t("rgb_phases")],
+                    kernel_shape=[1, 1],
+                    name=t("to_rgb"),
+                ),
+            ]
+        else:
+            checked = net_out
+            consts[t("w_out")], consts[t("b_out")] = c["w_out"], c["b_out"]
+            nodes += [
+                helper.make_node(
+                    "DepthToSpace", [t("cbcr_phases")], [t("cbcr_up")], blocksize=scale, mode="CRD", name=t("chroma_up")
+                ),
+                *body,
+                helper.make_node("Concat", [net_out, t("cbcr_up")], [t("ycc_up")], axis=1, name=t("join")),
+                helper.make_node(
+                    "Conv", [t("ycc_up"), t("w_out"), t("b_out")], [t("rgb_up")], kernel_shape=[1, 1], name=t("to_rgb")
+                ),
+                # round half to even, clip to 0-255 and cast in one pass
+                helper.make_node(
+                    "QuantizeLinear", [t("rgb_up"), t("one"), t("zero")], [t("out_u8")], name=t("to_uint8")
+                ),
+                helper.make_node("Transpose", [t("out_u8")], [FRAME_OUTPUT], perm=[0, 2, 3, 1], name=t("to_nhwc")),
+            ]
+    if phases is not None:
+        nodes.append(
+            helper.make_node(
+                "QuantizeLinear", [t("rgb_phases"), t("one"), t("zero")], [t("u8_phases")], name=t("to_uint8")
+            )
+        )
+        nodes += _phases_to_nhwc(t("u8_phases"), scale, transpose, consts)
     # one cheap pass that any NaN or Inf in the network's output makes non-finite (the uint8 frame
     # would hide them as black or white), checked by NetworkUpscaler as on the numpy path
     nodes.append(helper.make_node("ReduceSum", [checked], [FRAME_CHECK], keepdims=0, name=t("check")))
@@ -250,3 +282,55 @@ def frame_graph(net: onnx.ModelProto, scale: int) -> onnx.ModelProto:
     model.ir_version = net.ir_version
     onnx.checker.check_model(model)
     return model
+
+
+def _phases_to_nhwc(u8: str, scale: int, transpose: str, consts: dict[str, np.ndarray]) -> list[Any]:
+    """Nodes taking uint8 ``(N, 3 s s, H, W)`` (colour, then phase row, phase column) to the frame
+    ``(N, sH, sW, 3)``; their shape constants go into ``consts``."""
+    from onnx import helper
+
+    t = _t
+    consts[t("dims_hw")] = np.array([1, 2], np.int64)
+    consts[t("minus1")] = np.array([-1], np.int64)
+    consts[t("three")] = np.array([3], np.int64)
+    consts[t("s")] = np.array([scale], np.int64)
+    shape = [
+        helper.make_node("Shape", [FRAME_INPUT], [t("in_shape")], name=t("shape")),
+        helper.make_node("Gather", [t("in_shape"), t("dims_hw")], [t("hw")], axis=0, name=t("get_hw")),
+        helper.make_node("Mul", [t("hw"), t("s")], [t("shw")], name=t("scale_hw")),
+        helper.make_node("Split", [t("hw")], [t("h"), t("w")], axis=0, num_outputs=2, name=t("split_hw")),
+        helper.make_node("Split", [t("shw")], [t("sh"), t("sw")], axis=0, num_outputs=2, name=t("split_shw")),
+    ]
+    if transpose == "6d":
+        # (N, 3, s_a, s_b, H, W) -> (N, H, s_a, W, s_b, 3) = (N, sH, sW, 3) in one transpose
+        return [
+            *shape,
+            helper.make_node(
+                "Concat",
+                [t("minus1"), t("three"), t("s"), t("s"), t("h"), t("w")],
+                [t("shape_6")],
+                axis=0,
+                name=t("c6"),
+            ),
+            helper.make_node(
+                "Concat", [t("minus1"), t("sh"), t("sw"), t("three")], [t("shape_4")], axis=0, name=t("c4")
+            ),
+            helper.make_node("Reshape", [u8, t("shape_6")], [t("u8_6")], name=t("r6")),
+            helper.make_node("Transpose", [t("u8_6")], [t("u8_t")], perm=[0, 4, 2, 5, 3, 1], name=t("t6")),
+            helper.make_node("Reshape", [t("u8_t"), t("shape_4")], [FRAME_OUTPUT], name=t("to_nhwc")),
+        ]
+    # three transposes that each move one axis (ORT's fast path; one 6-D transpose took 49 ms at
+    # 960x540 x2 there, these 5.5 ms): (3Ns, s_b, H, W) -> (3Ns, H, W, s_b) = (3N, s_a, H, sW)
+    # -> (3N, H, s_a, sW) = (N, 3, sH, sW) -> (N, sH, sW, 3)
+    return [
+        *shape,
+        helper.make_node("Concat", [t("minus1"), t("s"), t("h"), t("w")], [t("shape_1")], axis=0, name=t("c1")),
+        helper.make_node("Concat", [t("minus1"), t("s"), t("h"), t("sw")], [t("shape_2")], axis=0, name=t("c2")),
+        helper.make_node("Concat", [t("minus1"), t("three"), t("sh"), t("sw")], [t("shape_3")], axis=0, name=t("c3")),
+        helper.make_node("Reshape", [u8, t("shape_1")], [t("u8_a")], name=t("r1")),
+        helper.make_node("Transpose", [t("u8_a")], [t("u8_b")], perm=[0, 2, 3, 1], name=t("t1")),
+        helper.make_node("Reshape", [t("u8_b"), t("shape_2")], [t("u8_c")], name=t("r2")),
+        helper.make_node("Transpose", [t("u8_c")], [t("u8_d")], perm=[0, 2, 1, 3], name=t("t2")),
+        helper.make_node("Reshape", [t("u8_d"), t("shape_3")], [t("u8_e")], name=t("r3")),
+        helper.make_node("Transpose", [t("u8_e")], [FRAME_OUTPUT], perm=[0, 2, 3, 1], name=t("to_nhwc")),
+    ]

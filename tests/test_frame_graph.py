@@ -8,6 +8,7 @@ renormalised; PSNR-Y of every shipped Y bundle on Set5 / Set14 stays within 0.01
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,37 @@ def test_graph_structure_batch_and_fallbacks(photo: np.ndarray) -> None:
         assert rgb.frame_path == "numpy"
 
 
+@pytest.mark.parametrize("bundle", ["ecbsr-m4c16/x2", "espcn/x3", "ecbsr-m4c16/x4-int8"])
+def test_every_frame_graph_variant_computes_the_same_frame(bundle: str, photo: np.ndarray) -> None:
+    """The fused colour convs and the 6-D transpose (the variants a backend may pick for speed)
+    give the Split-and-Concat graph's frame within float rounding, and leave the caller's graph as it was."""
+    path = EXPORT / bundle
+    with load_bundle(path, backend="ort") as session:
+        net = onnx.load(str(session.bundle.onnx_for("ort")))
+        scale = session.bundle.scale
+        want = session.upscaler(frame_path="numpy")(photo)
+    before = net.SerializeToString()
+    outs = {}
+    for fused in (False, True):
+        for transpose in ("axes", "6d"):
+            g = frame_graph(net, scale, fused=fused, transpose=transpose)
+            names = {n.name for n in g.graph.node}
+            ops = [n.op_type for n in g.graph.node if n.name.startswith("frame_path_")]
+            assert ({"frame_path_split_y", "frame_path_join"} <= names) is not fused  # no Split, no Concat of planes
+            assert ops.count("Transpose") == (2 if transpose == "6d" else 4)  # with the input's NHWC -> NCHW
+            sess = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+            outs[fused, transpose] = sess.run(None, {FRAME_INPUT: photo[None]})[0][0]
+    assert net.SerializeToString() == before  # graph structure, not float results: the input is not rewired
+    ref = outs[False, "axes"]
+    for key, out in outs.items():
+        worst, share = _diff(out, ref)
+        assert worst <= 1 and share == 0.0, (key, worst)  # rounding apart, never more than one level
+        worst, share = _diff(out, want)
+        assert worst <= 3 and share < 1e-3, (key, worst, share)
+    with pytest.raises(ValueError, match="transpose must be"):
+        frame_graph(net, scale, transpose="5d")
+
+
 def test_generic_path_for_a_network_without_a_final_shuffle(photo: np.ndarray) -> None:
     """A Y network that ends in something else (here a nearest-neighbour Resize) gets the
     HR-domain colour path: chroma shuffled on its own, then the colour matrix at HR."""
@@ -166,12 +198,27 @@ def test_openvino_runs_the_frame_graph(bundle: str, photo: np.ndarray) -> None:
 def test_deployed_frames_keep_psnr_within_a_hundredth_of_a_db(bundle: Path) -> None:
     """The acceptance bound: PSNR-Y from deployed frames (the graph path) within 0.01 dB of the
     numpy path on Set5 and Set14, for every shipped Y bundle (ONNX Runtime)."""
-    from sr_edge.evaluate import evaluate
+    from sr_edge.metrics import psnr, rgb_to_y, shave
 
     with load_bundle(bundle, backend="ort") as session:
         if session.bundle.color_mode != "y":
             pytest.skip("an RGB model")
+        s = session.bundle.scale
+        graph, exact = session.upscaler(), session.upscaler(frame_path="numpy")
         for name in ("Set5", "Set14"):
-            graph = evaluate(session.upscaler(), name)
-            exact = evaluate(session.upscaler(frame_path="numpy"), name)
-            assert abs(graph.psnr_y - exact.psnr_y) < 0.01, (name, graph.psnr_y, exact.psnr_y)
+            # PSNR-Y as sr_edge.evaluate computes it, both paths on the same protocol pairs
+            scores = [
+                [psnr(shave(rgb_to_y(up(lr)), s), shave(rgb_to_y(hr), s)) for up in (graph, exact)]
+                for hr, lr in _protocol_pairs(name, s)
+            ]
+            got, want = np.mean(scores, axis=0)
+            assert abs(got - want) < 0.01, (name, got, want)
+
+
+@functools.cache
+def _protocol_pairs(name: str, scale: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """(HR, LR) of a dataset under the protocol, made once for every bundle of that scale."""
+    from sr_edge.data.datasets import resolve_dataset
+    from sr_edge.evaluate import iter_pairs
+
+    return tuple((hr, lr) for _, hr, lr in iter_pairs(resolve_dataset(name), scale))

@@ -48,10 +48,7 @@ def import_graph() -> dict[str, set[str]]:
         tree = ast.parse(path.read_text(), str(path))
         skip = _type_checking_nodes(tree)
         deferred = {
-            id(n)
-            for f in ast.walk(tree)
-            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-            for n in ast.walk(f)
+            id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)
         }
         for node in ast.walk(tree):
             if id(node) in skip or id(node) in deferred:

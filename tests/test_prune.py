@@ -315,10 +315,13 @@ def _cli_args(folder: Path, out: Path, steps: int) -> list[str | Path]:
 def test_ctrl_c_then_resume_equals_uninterrupted(image_folder: Path, tmp_path: Path) -> None:
     """SIGINT mid fine-tune: exit 130 with a checkpoint; --resume reaches the weights of an uninterrupted run."""
     steps = 100
-    cfg = _tiny(tmp_path / "full", image_folder, steps=steps, ckpt_every=50, val_every=1000)
-    full = prune(cfg, progress=False)
+    import concurrent.futures
 
+    cfg = _tiny(tmp_path / "full", image_folder, steps=steps, ckpt_every=50, val_every=1000)
     run = _cli(*_cli_args(image_folder, tmp_path / "cut", steps))
+    # the uninterrupted run, in this process beside the one to cut (the machine has two cores)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pending = pool.submit(prune, cfg, progress=False)
     log = tmp_path / "cut" / "log.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and run.poll() is None:
@@ -332,6 +335,8 @@ def test_ctrl_c_then_resume_equals_uninterrupted(image_folder: Path, tmp_path: P
     stopped_at = json.loads((tmp_path / "cut" / "last.json").read_text())["step"]
     assert 10 <= stopped_at < steps
     assert not (tmp_path / "cut" / RECORD).exists()  # the record is written when the run ends
+    full = pending.result(timeout=600)
+    pool.shutdown()
 
     resumed = _cli(*_cli_args(image_folder, tmp_path / "cut", steps), "--resume")
     _, err = resumed.communicate(timeout=300)

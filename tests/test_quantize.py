@@ -212,6 +212,26 @@ def test_ptq_bundle_holds_one_graph_per_runtime(folders: dict[str, Path], tmp_pa
         quantize(config(folders, tmp_path), progress=False)
 
 
+@pytest.mark.parametrize("engine", ["ort", "nncf"])
+def test_library_ptq_baseline_writes_one_graph_every_runtime_runs(
+    folders: dict[str, Path], tmp_path: Path, engine: str
+) -> None:
+    """The PTQ baselines the report compares QAT with: one QDQ graph, measured through each runtime."""
+    if engine == "nncf":
+        pytest.importorskip("nncf", reason="NNCF is in the train extra: pip install 'sr-edge[train]'")
+    result = quantize(config(folders, tmp_path, ptq_engine=engine), progress=False)
+    b = read_bundle(result.bundle)
+    assert b.precision == "int8" and list(b.manifest["files"]) == ["model.onnx"]
+    assert "placements" not in b.manifest  # nothing to choose: every backend runs model.onnx
+    quant = b.manifest["quantization"]
+    assert quant["engine"] == engine and quant["library"].startswith({"ort": "onnxruntime", "nncf": "nncf"}[engine])
+    backends = ["ort", "openvino"] if OPENVINO else ["ort"]
+    assert sorted(quant["metrics"]) == sorted(backends) and "placement_choice" not in quant
+    for backend in backends:
+        assert -6.0 < quant["drop_db"][backend]["eval"] < 0.5  # calibrated only: a loss, not a collapse
+        assert b.onnx_for(backend).name == "model.onnx"  # type: ignore[arg-type]
+
+
 def test_bench_plans_int8_rows_beside_float(folders: dict[str, Path], tmp_path: Path) -> None:
     import shutil
 
@@ -250,6 +270,7 @@ def test_max_drop_db(folders: dict[str, Path], tmp_path: Path) -> None:
     assert sens.bundle is None and [s.name for s in sens.sensitivity] == ["body.0", "body.2", "body.4"]
     assert all(s.drop_db > -0.2 for s in sens.sensitivity) and not any(tmp_path.iterdir())
     worst = max(sens.sensitivity, key=lambda s: s.drop_db)
+
     # the budget: what the runtimes lose here with the worst layer in float (torch's fake
     # quantisation ranks the layers; the fused integer kernels of each CPU class set the drop)
     def lost(result: Any) -> float:

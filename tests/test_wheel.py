@@ -175,9 +175,13 @@ def test_deployment_verbs_run_from_the_wheel(core_env: Path, tmp_path: Path) -> 
     assert result["dataset"] == "samples" and len(result["images"]) == 5 and 20 < result["psnr_y"] < 50
 
     bench = _run(
-        core_env, "sr-edge", "bench", "--quick", "--no-peers", "--scale", "2", "--out", "bench.json", cwd=tmp_path
+        core_env,
+        *("sr-edge", "bench", "--quick", "--no-peers", "--scale", "2", "--out", "bench.json"),
+        *("--models", "espcn/x2", "espcn/x2-int8", "--resolution", "320x180"),  # a float and an int8 bundle
+        cwd=tmp_path,
     )
     assert bench.returncode == 0, bench.stderr[-2000:]
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     ok = [r for r in rows if r.get("status") == "ok"]
     assert ok and {r["backend"] for r in ok} >= {"ort", "openvino"}, [(r.get("id"), r.get("status")) for r in rows]
+    assert {r["precision"] for r in ok} >= {"fp32", "int8"}, [(r.get("id"), r.get("status")) for r in rows]

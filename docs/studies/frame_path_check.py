@@ -6,6 +6,10 @@ session so both see the same machine; then, on Set5 and Set14, PSNR-Y through ea
 the share of output values the two paths put more than one grey level apart.
 
     python docs/studies/frame_path_check.py [--bundles export/ecbsr-m4c16/x2 ...] [--resolution 960x540]
+
+``--variants``: instead, frame p50 of each frame-graph variant (``fused`` colour convs or Split
+and Concat; three single-axis transposes or one 6-D transpose) beside the network p50, in
+interleaved rounds, per bundle and backend: how each backend's ``frame_options`` was chosen.
 """
 
 from __future__ import annotations
@@ -39,11 +43,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", action="store_true", help="time each frame-graph variant instead")
     args = ap.parse_args()
     w, h = (int(v) for v in args.resolution.split("x"))
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     y = rng.random((1, 1, h, w), dtype=np.float32)
+    if args.variants:
+        variants(args, frame, y)
+        return
     print(
         "| bundle | backend | network p50 ms | frame p50 ms, graph | frame / network | frame p50 ms, numpy | "
         "numpy / network | Set5 / Set14 PSNR-Y graph - numpy (dB) | values > 1 level apart |"
@@ -74,6 +82,39 @@ def main() -> None:
                     f"{diffs[0]:+.4f} / {diffs[1]:+.4f} | {share} |",
                     flush=True,
                 )
+
+
+VARIANTS = {
+    "split, 3 transposes": {"fused": False, "transpose": "axes"},
+    "split, 6-D": {"fused": False, "transpose": "6d"},
+    "fused, 3 transposes": {"fused": True, "transpose": "axes"},
+    "fused, 6-D": {"fused": True, "transpose": "6d"},
+}
+
+
+def variants(args: argparse.Namespace, frame: np.ndarray, y: np.ndarray) -> None:
+    print("| bundle | backend | network p50 ms | " + " | ".join(f"{v}: frame ms (x net)" for v in VARIANTS) + " |")
+    print("|---|---|---|" + "---|" * len(VARIANTS))
+    for bundle in args.bundles:
+        for backend in (b for b in ("ort", "openvino") if b in available_backends()):
+            with load_bundle(bundle, backend=backend, threads=args.threads) as s:
+                cls = type(s)
+                saved = cls.frame_options
+                ups = {}
+                try:
+                    for name, opts in VARIANTS.items():
+                        cls.frame_options = opts
+                        ups[name] = s.upscaler()
+                finally:
+                    cls.frame_options = saved
+                net, times = [], {name: [] for name in VARIANTS}
+                for _ in range(args.rounds):  # interleaved: all see the same machine
+                    net.append(p50(lambda s=s: s.run(y), args.runs))
+                    for name, up in ups.items():
+                        times[name].append(p50(lambda up=up: up(frame), args.runs))
+                n = float(np.median(net))
+                cells = [f"{float(np.median(v)):.1f} ({float(np.median(v)) / n:.2f}x)" for v in times.values()]
+                print(f"| {bundle} | {backend} | {n:.1f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

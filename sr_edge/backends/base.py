@@ -126,6 +126,9 @@ class Session(abc.ABC):
     precision: Precision
     device: str
     build_seconds: float
+    # keyword options of sr_edge.frame_graph.frame_graph for this runtime: the variant that
+    # measured fastest through it (docs/studies/frame_path_check.py --variants)
+    frame_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, backend: str, bundle: Bundle, input_spec: InputSpec, precision: Precision, device: str) -> None:
         self.backend = backend
@@ -214,7 +217,7 @@ class Session(abc.ABC):
         from ..frame_graph import frame_graph
 
         path = self.bundle.onnx_for(self.backend)
-        return frame_graph(onnx.load(str(path)), self.bundle.scale).SerializeToString()
+        return frame_graph(onnx.load(str(path)), self.bundle.scale, **self.frame_options).SerializeToString()
 
 
 OptionsT = TypeVar("OptionsT", contravariant=True)

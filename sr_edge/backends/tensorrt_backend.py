@@ -205,9 +205,7 @@ def build_engine(bundle: Bundle, precision: Precision, options: TensorRTOptions,
     graph = bundle.onnx_for("tensorrt")  # an int8 bundle's TensorRT placement (model.onnx)
     if not parser.parse_from_file(str(graph)):
         errors = "; ".join(one_line(str(parser.get_error(i))) for i in range(parser.num_errors))
-        raise SrEdgeError(
-            f"TensorRT's ONNX parser rejected {graph}: {errors[:300]} (sr-edge check-trt explains)"
-        )
+        raise SrEdgeError(f"TensorRT's ONNX parser rejected {graph}: {errors[:300]} (sr-edge check-trt explains)")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mb) << 20)
     config.builder_optimization_level = options.builder_optimization_level

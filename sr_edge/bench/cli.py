@@ -331,9 +331,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="profile name (sr-edge devices) or a .toml path (default: detected)")
     p.add_argument("--models", nargs="+", help="bundle model names or variant folders under --bundles (default: all)")
-    p.add_argument(
-        "--bundles", help="folder searched for bundles (default: the shipped ones, export/ in a checkout)"
-    )
+    p.add_argument("--bundles", help="folder searched for bundles (default: the shipped ones, export/ in a checkout)")
     p.add_argument("--out", "-o", help="results JSON (default: results-<device>.json)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument(

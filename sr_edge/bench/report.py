@@ -394,9 +394,7 @@ def report_conflicts(out_dir: str | os.PathLike[str], names: Sequence[str] = _RE
     return [p for pattern in names for p in sorted(out.glob(pattern))]
 
 
-def check_report_target(
-    out_dir: str | os.PathLike[str], overwrite: bool, names: Sequence[str] = _REPORT_FILES
-) -> None:
+def check_report_target(out_dir: str | os.PathLike[str], overwrite: bool, names: Sequence[str] = _REPORT_FILES) -> None:
     """One-line refusal, before any work, where ``out_dir`` (or a folder above it) is a file,
     or holds a report and ``overwrite`` is off."""
     from ..data.io import check_out_folder

@@ -375,6 +375,8 @@ def choose_placements(folder: Path, src: _Source, dataset: Dataset) -> dict[str,
     from ..devices.probe import probe_machine
 
     manifest = json.loads((folder / MANIFEST).read_text())
+    if not manifest.get("placements"):  # one file that every runtime runs (a library's PTQ): nothing to choose
+        return {}
     files, own = list(manifest["files"]), dict(manifest["placements"])
     facts = probe_machine()
     cpu = f"{facts.cpu} ({facts.cores} cpus; {'VNNI' if any('vnni' in f for f in facts.isa) else 'no VNNI'})"
@@ -691,7 +693,8 @@ def _measure_into(
     """Measure the finished temp bundle through each runtime; refuse it over the drop budget."""
     _note(True, "choosing each CPU runtime's file by what it measures here")
     choice = choose_placements(tmp, src, evals[0])
-    _update_manifest(tmp, {"placements": {b: c["chosen"] for b, c in choice.items()}})
+    if choice:
+        _update_manifest(tmp, {"placements": {b: c["chosen"] for b, c in choice.items()}})
     _note(True, "measuring the int8 bundle through each runtime")
     measured.update(measure_bundle(tmp, src, evals, "int8"))
     over = _over_budget(measured, fp32, evals[0].name, config.max_drop_db)
@@ -708,7 +711,7 @@ def _measure_into(
         "psnr_y": ort_first["psnr_y"],
         "ssim_y": ort_first["ssim_y"],
     }
-    quant = {"metrics": measured, "drop_db": drops(measured, fp32), "placement_choice": choice}
+    quant = {"metrics": measured, "drop_db": drops(measured, fp32), **({"placement_choice": choice} if choice else {})}
     _update_manifest(tmp, {"metrics": metrics, "quantization": quant})
 
 

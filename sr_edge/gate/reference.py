@@ -17,8 +17,7 @@ import numpy as np
 
 CHANNELS, HEIGHT, WIDTH, LAYERS = 16, 180, 320, 3
 DESCRIPTION = (
-    f"{LAYERS} x (conv 3x3 {CHANNELS}->{CHANNELS} + ReLU) on 1x{CHANNELS}x{HEIGHT}x{WIDTH} float32, "
-    "ONNX Runtime CPU"
+    f"{LAYERS} x (conv 3x3 {CHANNELS}->{CHANNELS} + ReLU) on 1x{CHANNELS}x{HEIGHT}x{WIDTH} float32, ONNX Runtime CPU"
 )
 GOPS = 2.0 * LAYERS * CHANNELS * CHANNELS * 9 * HEIGHT * WIDTH / 1e9  # operations per run
 

@@ -30,8 +30,6 @@ EXIT_INTERRUPTED = 130
 Mode = Literal["images", "folder", "video"]
 
 
-
-
 def parse_tile(text: str) -> TileSetting:
     """``auto``, ``0`` (the whole image) or a tile side in LR pixels (>= 8)."""
     value = str(text).strip().lower()

@@ -237,9 +237,7 @@ def samples_of(results: Results, index: Mapping[str, Path]) -> tuple[list[Sample
     return out, skipped
 
 
-def fit(
-    results: Sequence[Results], bundle_dirs: Sequence[str | os.PathLike[str]] | None = None
-) -> Calibration:
+def fit(results: Sequence[Results], bundle_dirs: Sequence[str | os.PathLike[str]] | None = None) -> Calibration:
     """A calibration from measured results; graphs are found by sha256 under ``bundle_dirs`` (default: the shipped)."""
     folders = [Path(d) for d in (bundle_dirs or [default_bundles_dir()])]
     index = _graph_index(folders)

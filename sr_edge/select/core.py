@@ -261,9 +261,7 @@ def _pairings(profile: DeviceProfile, bundle: Bundle) -> list[tuple[str, str]]:
     return out
 
 
-def _quality(
-    draft: _Draft, dataset: str, others: Sequence[Results]
-) -> tuple[float | None, str]:
+def _quality(draft: _Draft, dataset: str, others: Sequence[Results]) -> tuple[float | None, str]:
     if draft.row is not None and dataset in draft.row.quality:
         where = draft.results.path if draft.results is not None else "results"
         return draft.row.quality[dataset].psnr_y, f"measured ({where})"
@@ -329,9 +327,7 @@ def _estimate(
     return seconds * 1000.0, f"ESTIMATED: {what}", memory, factor
 
 
-def _drafts(
-    profile: DeviceProfile, scale: int, root: Path, mine: Sequence[Results]
-) -> tuple[list[_Draft], list[str]]:
+def _drafts(profile: DeviceProfile, scale: int, root: Path, mine: Sequence[Results]) -> tuple[list[_Draft], list[str]]:
     from ..bench.results import row_id
 
     bundles, errors = _bundles(root, scale)
