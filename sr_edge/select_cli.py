@@ -226,6 +226,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         base_code=args.base_code,
     )  # fmt: skip
     out = Path(args.out)
+    if out.exists() and not args.overwrite:  # before minutes of measuring
+        raise SrEdgeError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     result = gate(opts, out=out, progress=True)
     print(f"base: {result.header['base']['describe']}", file=sys.stderr)
     for row in result.rows:
@@ -293,5 +295,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-code", choices=BASE_CODES, default="base",
                    help="run a git ref's bundles under its own sr-edge code (base, default) or this one")  # fmt: skip
     p.add_argument("--out", "-o", default="gate-results.json", help="gate results JSON (default gate-results.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out once the gate has run")
     p.add_argument("--show", metavar="FILE", help="print the verdicts of an earlier gate results file")
     p.set_defaults(func=cmd_gate)

@@ -117,6 +117,11 @@ def test_a_folder_base_and_the_cli(repo: Path, tmp_path: Path, capsys: pytest.Ca
     assert code in (0, 1) and len(lines) == 1 and "espcn/x2@ort/fp32" in lines[0] and "ratio" in lines[0]
     assert main(["gate", "--show", str(out)]) == code
     assert capsys.readouterr().out.strip().splitlines() == lines
+    before = out.read_bytes()
+    assert main(args) == 2  # an existing results file is not replaced without --overwrite
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "already exists; pass --overwrite" in err
+    assert out.read_bytes() == before
     old = tmp_path / "old.json"
     old.write_text(json.dumps({**json.loads(out.read_text()), "schema_version": 0}))
     assert main(["gate", "--show", str(old)]) == 2

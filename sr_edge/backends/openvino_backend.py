@@ -93,7 +93,7 @@ class OpenVinoSession(Session):
     # one 6-D uint8 transpose: the fastest of the four variants through OpenVINO in 5 of 6
     # interleaved cells on AMD EPYC Zen 3 (ECBSR x2 fp32 / int8, ESPCN x2; 960x540); ORT keeps
     # the default (docs/studies/frame_path_check.py --variants, docs/performance.md)
-    frame_options = {"fused": True, "transpose": "6d"}
+    frame_options: ClassVar[dict[str, Any]] = {"fused": True, "transpose": "6d"}
 
     def __init__(self, bundle: Bundle, precision: Precision, device: str, options: OpenVinoOptions) -> None:
         ov = _import_openvino()
