@@ -174,7 +174,7 @@ class Selection:
         mem = f", memory {c.memory_mb:.0f} MB{' (estimated)' if c.memory_estimated else ''}" if c.memory_mb else ""
         psnr = f"PSNR-Y {self.dataset} {c.psnr:.2f} dB" if c.psnr is not None else "PSNR unknown"
         lat = f"{self.latency} p50 {c.latency_ms:.1f} ms{' (ESTIMATED)' if c.latency_estimated else ' (measured)'}"
-        return f"pick for {self.device.name}: {c.label}: {psnr}, {lat}{mem}"
+        return f"pick for {self.device.name} within {self.budget_ms:g} ms: {c.label}: {psnr}, {lat}{mem}"
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (for ``sr-edge select --json``)."""
