@@ -157,7 +157,7 @@ def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transp
     t = _t
     c = colour_constants()
     k = chroma_kernel(scale)
-    consts = {
+    consts: dict[str, np.ndarray] = {
         t("unit"): np.array(1.0 / 255.0, np.float32),
         t("one"): np.array(1.0, np.float32),
         t("zero"): np.array(0, np.uint8),
