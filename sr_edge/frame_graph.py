@@ -120,6 +120,13 @@ def _t(name: str) -> str:
     return _PREFIX + name
 
 
+def _conv(inputs: list[str], output: str, k: int, name: str, **attrs: Any) -> Any:
+    """A ``k`` x ``k`` Conv node of the frame path."""
+    from onnx import helper
+
+    return helper.make_node("Conv", inputs, [output], kernel_shape=[k, k], name=_t(name), **attrs)
+
+
 def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transpose: str = "axes") -> onnx.ModelProto:
     """The uint8 RGB frame graph around a Y-channel network graph (1 input, 1 output, 1 channel).
 
@@ -184,17 +191,11 @@ def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transp
         consts[t("b_chroma")] = np.repeat(c["b_out"] + w_out[:, 1:] @ c["b_in"][1:], ss).astype(np.float32)
         consts[t("w_y_out")] = np.kron(w_out[:, :1], np.eye(ss)).reshape(3 * ss, ss, 1, 1).astype(np.float32)
         nodes += [
-            helper.make_node("Conv", [t("rgb"), t("w_y"), t("b_y")], [net_in], kernel_shape=[1, 1], name=t("y")),
+            _conv([t("rgb"), t("w_y"), t("b_y")], net_in, 1, "y"),
             helper.make_node("Pad", [t("rgb"), t("pads")], [t("rgb_pad")], mode="edge", name=t("chroma_pad")),
-            helper.make_node(
-                "Conv",
-                [t("rgb_pad"), t("w_chroma"), t("b_chroma")],
-                [t("chroma_rgb")],
-                kernel_shape=[5, 5],
-                name=t("chroma"),
-            ),
+            _conv([t("rgb_pad"), t("w_chroma"), t("b_chroma")], t("chroma_rgb"), 5, "chroma"),
             *body,
-            helper.make_node("Conv", [y_phases, t("w_y_out")], [t("y_rgb")], kernel_shape=[1, 1], name=t("y_out")),
+            _conv([y_phases, t("w_y_out")], t("y_rgb"), 1, "y_out"),
             helper.make_node("Add", [t("y_rgb"), t("chroma_rgb")], [t("rgb_phases")], name=t("to_rgb")),
         ]
         checked = y_phases
@@ -203,21 +204,12 @@ def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transp
         consts[t("split")] = np.array([1, 2], np.int64)
         consts[t("chroma_w")] = np.concatenate([k, k])  # Cb's phases, then Cr's (group 2)
         nodes += [
-            helper.make_node(
-                "Conv", [t("rgb"), t("w_in"), t("b_in")], [t("ycc")], kernel_shape=[1, 1], name=t("ycbcr")
-            ),
+            _conv([t("rgb"), t("w_in"), t("b_in")], t("ycc"), 1, "ycbcr"),
             helper.make_node("Split", [t("ycc"), t("split")], [net_in, t("cbcr")], axis=1, name=t("split_y")),
             # bicubic chroma as a sub-pixel convolution: s * s phases of 5 x 5 taps per plane,
             # then DepthToSpace; borders replicated (Pad edge)
             helper.make_node("Pad", [t("cbcr"), t("pads")], [t("cbcr_pad")], mode="edge", name=t("chroma_pad")),
-            helper.make_node(
-                "Conv",
-                [t("cbcr_pad"), t("chroma_w")],
-                [t("cbcr_phases")],
-                kernel_shape=[5, 5],
-                group=2,
-                name=t("chroma"),
-            ),
+            _conv([t("cbcr_pad"), t("chroma_w")], t("cbcr_phases"), 5, "chroma", group=2),
         ]
         if phases is not None:
             # the network ends in a pixel shuffle (and element-wise ops, which commute with it):
@@ -230,13 +222,7 @@ def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transp
             nodes += [
                 *body,
                 helper.make_node("Concat", [y_phases, t("cbcr_phases")], [t("ycc_phases")], axis=1, name=t("join")),
-                helper.make_node(
-                    "Conv",
-                    [t("ycc_phases"), t("w_phase"), t("b_phase")],
-                    [t("rgb_phases")],
-                    kernel_shape=[1, 1],
-                    name=t("to_rgb"),
-                ),
+                _conv([t("ycc_phases"), t("w_phase"), t("b_phase")], t("rgb_phases"), 1, "to_rgb"),
             ]
         else:
             checked = net_out
@@ -247,9 +233,7 @@ def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transp
                 ),
                 *body,
                 helper.make_node("Concat", [net_out, t("cbcr_up")], [t("ycc_up")], axis=1, name=t("join")),
-                helper.make_node(
-                    "Conv", [t("ycc_up"), t("w_out"), t("b_out")], [t("rgb_up")], kernel_shape=[1, 1], name=t("to_rgb")
-                ),
+                _conv([t("ycc_up"), t("w_out"), t("b_out")], t("rgb_up"), 1, "to_rgb"),
                 # round half to even, clip to 0-255 and cast in one pass
                 helper.make_node(
                     "QuantizeLinear", [t("rgb_up"), t("one"), t("zero")], [t("out_u8")], name=t("to_uint8")
