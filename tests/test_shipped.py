@@ -134,9 +134,11 @@ def test_committed_bundles_match_torch(bundle_dir: Path, backend: str) -> None:
 @pytest.mark.parametrize("bundle_dir", INT8, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_int8_bundles_reproduce_their_recorded_quality(bundle_dir: Path) -> None:
     """An int8 bundle: three placements (TensorRT, OpenVINO, ORT), TensorRT's passes check-trt,
-    and each CPU runtime's Set5 PSNR-Y reproduces what quantize measured and recorded (0.05 dB:
-    the fused integer kernels round by CPU class), a loss against fp32 of under 0.5 dB (the
-    0.1 dB target and where it is missed: docs/compression.md)."""
+    and each CPU runtime's Set5 PSNR-Y is at least what quantize measured and recorded (less
+    0.05 dB: the fused integer kernels round by CPU class) and at most fp32's. Not equal: the
+    recorded figures come from a CPU without VNNI, where OpenVINO's u8s8 kernels saturate
+    (ecbsr-m4c16 x4-int8 30.33 dB there, 30.64 on an AMD Zen 5 with VNNI, fp32 30.71); a loss
+    against fp32 of under 0.5 dB (the 0.1 dB target and where it is missed: docs/compression.md)."""
     from sr_edge.backends.trt_check import check_tensorrt
 
     bundle = read_bundle(bundle_dir)
@@ -155,7 +157,9 @@ def test_int8_bundles_reproduce_their_recorded_quality(bundle_dir: Path) -> None
         if backend not in available_backends() or backend not in quant["metrics"]:
             continue
         r = evaluate(create_upscaler(str(bundle_dir), bundle.scale, backend=backend), set5)
-        assert r.psnr_y == pytest.approx(quant["metrics"][backend]["Set5"]["psnr_y"], abs=0.05), backend
+        recorded = quant["metrics"][backend]["Set5"]["psnr_y"]
+        fp32 = quant["fp32_metrics"][backend]["Set5"]["psnr_y"]
+        assert recorded - 0.05 <= r.psnr_y <= fp32 + 0.05, (backend, r.psnr_y, recorded, fp32)
         assert quant["drop_db"][backend]["Set5"] > -0.5, backend  # a loss, never a collapse (targets: the notes)
 
 

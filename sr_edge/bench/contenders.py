@@ -283,6 +283,10 @@ class OpenCVContender(_Base):
             return "OpenCV is not installed (pip install 'sr-edge[bench]')"
         if not hasattr(cv2, "dnn_superres"):
             return "this OpenCV lacks dnn_superres (install opencv-contrib-python-headless, not opencv-python)"
+        if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+            # OpenCV 5 dropped the TensorFlow importer, and dnn_superres's models are TF graphs.
+            return (f"OpenCV {cv2.__version__} cannot read dnn_superres's TensorFlow models "
+                    "(pip install 'opencv-contrib-python-headless>=4.8,<5')")
         if not self.pb.is_file():
             return f"OpenCV model file {self.pb} not found"
         return None
