@@ -14,7 +14,9 @@ precision, the sha256 of every file, the parent checkpoint and its sha256, the e
 graph. An int8 bundle may hold one graph per runtime, since each fuses another QDQ
 pattern: ``placements`` maps a backend to its file (``model.onnx`` for OpenVINO and
 TensorRT, ``model-ort.onnx`` for ONNX Runtime; a backend it does not name runs
-``model.onnx``), and :meth:`Bundle.onnx_for` is how every backend picks its file. The
+``model.onnx``). ``placements_by_cpu`` maps a CPU class (``vnni``, ``no-vnni``: the int8
+kernels differ) to the files measured best there, and overrides ``placements`` on a CPU of
+that class; :meth:`Bundle.onnx_for` is how every backend picks its file. The
 same facts sit in the ONNX ``metadata_props`` (keys prefixed ``sr_edge.``) so a lone
 ``model.onnx`` still says what it is.
 
@@ -44,6 +46,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 PLACEMENTS = "placements"  # manifest key: backend -> graph file (int8 bundles)
+PLACEMENTS_BY_CPU = "placements_by_cpu"  # manifest key: CPU int8 class -> {backend -> graph file}
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 METADATA_PREFIX = "sr_edge."
@@ -110,7 +113,15 @@ class Bundle:
         return dict(placements) if isinstance(placements, Mapping) else {}
 
     def onnx_for(self, backend: str) -> Path:
-        """The graph file ``backend`` runs: its placement where the manifest names one, else ``model.onnx``."""
+        """The graph file ``backend`` runs: the one measured best on this CPU's class where the
+        manifest has it (CPU runtimes), else its placement, else ``model.onnx``."""
+        by_cpu = self.manifest.get(PLACEMENTS_BY_CPU) or {}
+        if by_cpu and backend in ("ort", "openvino"):
+            from .devices.probe import int8_cpu_class
+
+            here = by_cpu.get(int8_cpu_class(), {})
+            if backend in here:
+                return self.path / here[backend]
         return self.path / self.placements.get(backend, MODEL_FILE)
 
     @property
@@ -255,6 +266,11 @@ def read_bundle(path: str | os.PathLike[str], verify: bool = True) -> Bundle:
         if precision not in ("fp32", "fp16", "int8"):
             raise SrEdgeError(f"{folder}: manifest precision {precision!r} is not fp32, fp16 or int8")
         _check_placements(doc.get(PLACEMENTS, {}), files, folder)
+        by_cpu = doc.get(PLACEMENTS_BY_CPU, {})
+        if not isinstance(by_cpu, Mapping):
+            raise SrEdgeError(f"{folder}: manifest '{PLACEMENTS_BY_CPU}' must map CPU classes to placements")
+        for placements in by_cpu.values():
+            _check_placements(placements, files, folder)
         return Bundle(
             path=folder,
             model=str(_require(doc, "model", folder)),

@@ -178,12 +178,17 @@ def test_ptq_bundle_holds_one_graph_per_runtime(folders: dict[str, Path], tmp_pa
     assert set(b.manifest["files"]) == {"model.onnx", "model-openvino.onnx", "model-ort.onnx"}
     assert b.onnx_for("tensorrt").name == "model.onnx" and b.onnx_for("torch").name == "model.onnx"
     quant = b.manifest["quantization"]
-    # each CPU runtime runs its own placement unless another file measured better through it here
-    choice = quant["placement_choice"]
+    # each CPU runtime runs its own placement unless another file measured better through it
+    # here, recorded under this CPU's int8 class (VNNI or not), which is what load_bundle runs
+    from sr_edge.devices.probe import int8_cpu_class
+
+    assert set(quant["placement_choice"]) == set(b.manifest["placements_by_cpu"]) == {int8_cpu_class()}
+    choice = quant["placement_choice"][int8_cpu_class()]
     own = {"openvino": "model-openvino.onnx", "ort": "model-ort.onnx"}
     for backend, c in choice.items():
         assert c["placed"] == own[backend] and set(c["psnr_y"]) == set(b.manifest["files"])
         assert b.placements[backend] == c["chosen"] and b.onnx_for(backend).name == c["chosen"]  # type: ignore[arg-type]
+        assert b.manifest["placements_by_cpu"][int8_cpu_class()][backend] == c["chosen"]
         best = max(c["psnr_y"].values())
         assert c["chosen"] == own[backend] or c["psnr_y"][c["chosen"]] == best > c["psnr_y"][own[backend]] + 0.02
     assert quant["mode"] == "ptq" and quant["float_layers"] == []
@@ -357,6 +362,15 @@ def test_old_bundles_name_no_placement(tmp_path: Path) -> None:
     (bad / MANIFEST).write_text(json.dumps(doc))
     with pytest.raises(SrEdgeError, match="placement for ort"):
         read_bundle(bad)
+    doc["placements"] = {}
+    doc["placements_by_cpu"] = {"vnni": {"openvino": "missing.onnx"}}
+    (bad / MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(SrEdgeError, match="placement for openvino names 'missing.onnx'"):
+        read_bundle(bad)
+    doc["placements_by_cpu"] = ["vnni"]
+    (bad / MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(SrEdgeError, match="'placements_by_cpu' must map CPU classes"):
+        read_bundle(bad)
 
 
 # --- every registered architecture ------------------------------------------------------------
@@ -391,3 +405,46 @@ def test_every_registered_architecture_quantises_or_says_why(name: str) -> None:
         y = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
         assert y.shape == want.shape and np.isfinite(y).all()
     assert check_graph(graphs[0]).ok, check_graph(graphs[0]).problems
+
+
+def test_placements_recheck_records_this_cpu_class(tmp_path: Path) -> None:
+    """``python -m sr_edge.compress.placements``: a shipped int8 bundle's files measured here, the
+    choice recorded under this CPU's class (what load_bundle then runs); a float bundle is a
+    one-line refusal that leaves its manifest as it was."""
+    import shutil
+
+    from sr_edge.compress.placements import main, recheck
+    from sr_edge.devices.probe import int8_cpu_class
+    from sr_edge.paths import PROJECT_ROOT
+
+    src = PROJECT_ROOT / "export" / "espcn" / "x2-int8"
+    bundle = tmp_path / "x2-int8"
+    shutil.copytree(src, bundle)
+    doc = json.loads((bundle / "manifest.json").read_text())
+    doc.pop("placements_by_cpu")
+    doc["quantization"].pop("placement_choice")
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.png", "b.png"):  # a tiny evaluation set: two real photo crops
+        shutil.copyfile(_photo_crop(tmp_path, name), data / name)
+    choice = recheck(bundle, str(data))
+    b = read_bundle(bundle)
+    here = int8_cpu_class()
+    assert b.manifest["placements_by_cpu"] == {here: {k: c["chosen"] for k, c in choice.items()}}
+    assert b.manifest["quantization"]["placement_choice"][here] == choice
+    for backend, c in choice.items():
+        assert set(c["psnr_y"]) == set(b.manifest["files"]) and b.onnx_for(backend).name == c["chosen"]
+    assert b.placements == json.loads((src / "manifest.json").read_text())["placements"]  # untouched
+    fp32 = tmp_path / "x2"
+    shutil.copytree(PROJECT_ROOT / "export" / "espcn" / "x2", fp32)
+    before = (fp32 / "manifest.json").read_bytes()
+    assert main([str(fp32), "-d", str(data)]) == 2
+    assert (fp32 / "manifest.json").read_bytes() == before
+
+
+def _photo_crop(tmp_path: Path, name: str) -> Path:
+    from skimage import data as skdata
+
+    crop = skdata.astronaut()[40 + 30 * len(name) : 136 + 30 * len(name), 100:196]
+    return write_image(tmp_path / f"src_{name}", np.ascontiguousarray(crop))

@@ -146,8 +146,16 @@ def test_int8_bundles_reproduce_their_recorded_quality(bundle_dir: Path) -> None
     assert set(bundle.manifest["files"]) == {"model.onnx", "model-openvino.onnx", "model-ort.onnx"}
     assert bundle.placements["tensorrt"] == "model.onnx"
     quant = bundle.manifest["quantization"]
-    for backend, choice in quant["placement_choice"].items():  # what measured best where it was made
-        assert bundle.placements[backend] == choice["chosen"] in bundle.manifest["files"]
+    # what measured best on each CPU class (VNNI and not), and what runs on this one
+    from sr_edge.devices.probe import int8_cpu_class
+
+    by_cpu = bundle.manifest["placements_by_cpu"]
+    assert set(quant["placement_choice"]) == set(by_cpu) == {"vnni", "no-vnni"}
+    for cls, choices in quant["placement_choice"].items():
+        for backend, choice in choices.items():
+            assert by_cpu[cls][backend] == choice["chosen"] in bundle.manifest["files"]
+            if cls == int8_cpu_class():
+                assert bundle.onnx_for(backend).name == choice["chosen"]
     import onnx
 
     report = check_tensorrt(onnx.load(str(bundle.onnx_for("tensorrt"))))

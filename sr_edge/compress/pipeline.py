@@ -372,14 +372,21 @@ def choose_placements(folder: Path, src: _Source, dataset: Dataset) -> dict[str,
     and the file chosen: its own placement unless another beats it by :data:`PLACEMENT_MARGIN_DB`."""
     from ..backends import load_bundle
     from ..bundle import MANIFEST
-    from ..devices.probe import probe_machine
+    from ..devices.probe import int8_cpu_class, probe_machine
 
     manifest = json.loads((folder / MANIFEST).read_text())
     if not manifest.get("placements"):  # one file that every runtime runs (a library's PTQ): nothing to choose
         return {}
-    files, own = list(manifest["files"]), dict(manifest["placements"])
+    files = list(manifest["files"])
+    # each runtime's own placement (what quantize placed for it), not what an earlier choice on
+    # another CPU class left in "placements"
+    own = dict(manifest["placements"])
+    own.update({b: f for b, f in (("openvino", OPENVINO_FILE), ("ort", ORT_FILE)) if f in files})
     facts = probe_machine()
-    cpu = f"{facts.cpu} ({facts.cores} cpus; {'VNNI' if any('vnni' in f for f in facts.isa) else 'no VNNI'})"
+    cls = int8_cpu_class()
+    cpu = f"{facts.cpu} ({facts.cores} cpus; {'VNNI' if cls == 'vnni' else 'no VNNI'})"
+    by_cpu = manifest.pop("placements_by_cpu", None)  # it would override the file under test
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     out: dict[str, dict[str, Any]] = {}
     for backend in _backends():
         scores: dict[str, float] = {}
@@ -391,8 +398,24 @@ def choose_placements(folder: Path, src: _Source, dataset: Dataset) -> dict[str,
         mine = own[backend]
         chosen = best if scores[best] > scores[mine] + PLACEMENT_MARGIN_DB else mine
         out[backend] = {"psnr_y": scores, "dataset": dataset.name, "placed": mine, "chosen": chosen, "cpu": cpu}
-    _update_manifest(folder, {"placements": own})
+    restore = {"placements": manifest["placements"], **({"placements_by_cpu": by_cpu} if by_cpu else {})}
+    _update_manifest(folder, restore)
     return out
+
+
+def record_placements(folder: Path, choice: dict[str, dict[str, Any]]) -> None:
+    """Write ``choose_placements``'s result into the bundle's manifest under this CPU's class:
+    ``placements_by_cpu[class]`` (what :meth:`~sr_edge.bundle.Bundle.onnx_for` runs on CPUs of
+    that class) and ``quantization.placement_choice[class]`` (every score, the choice, the CPU)."""
+    from ..bundle import MANIFEST
+    from ..devices.probe import int8_cpu_class
+
+    cls = int8_cpu_class()
+    doc = json.loads((folder / MANIFEST).read_text())
+    by_cpu = {**doc.get("placements_by_cpu", {}), cls: {b: c["chosen"] for b, c in choice.items()}}
+    quant = doc.get("quantization", {})
+    quant["placement_choice"] = {**quant.get("placement_choice", {}), cls: choice}
+    _update_manifest(folder, {"placements_by_cpu": by_cpu, "quantization": quant})
 
 
 def drops(int8: dict[str, Any], fp32: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -695,6 +718,7 @@ def _measure_into(
     choice = choose_placements(tmp, src, evals[0])
     if choice:
         _update_manifest(tmp, {"placements": {b: c["chosen"] for b, c in choice.items()}})
+        record_placements(tmp, choice)
     _note(True, "measuring the int8 bundle through each runtime")
     measured.update(measure_bundle(tmp, src, evals, "int8"))
     over = _over_budget(measured, fp32, evals[0].name, config.max_drop_db)
@@ -711,8 +735,8 @@ def _measure_into(
         "psnr_y": ort_first["psnr_y"],
         "ssim_y": ort_first["ssim_y"],
     }
-    quant = {"metrics": measured, "drop_db": drops(measured, fp32), **({"placement_choice": choice} if choice else {})}
-    _update_manifest(tmp, {"metrics": metrics, "quantization": quant})
+    quant = {"metrics": measured, "drop_db": drops(measured, fp32)}
+    _update_manifest(tmp, {"metrics": metrics, "quantization": quant})  # merged: placement_choice stays
 
 
 # options a resumed fine-tune may change (the trainer checks its own: steps may grow)

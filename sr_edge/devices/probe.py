@@ -8,6 +8,7 @@ root and the CPU set, so tests can stand in for any machine.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -141,6 +142,16 @@ def _memory_gb(root: Path) -> float | None:
     if limit and total:
         total = min(total, limit / 2**30)
     return round(total, 1) if total else None
+
+
+@functools.cache
+def int8_cpu_class() -> str:
+    """``"vnni"`` where this CPU has VNNI dot products (AVX512_VNNI or AVX-VNNI), else ``"no-vnni"``.
+
+    The int8 kernels differ between the two (u8 x s8 products without VNNI saturate in
+    ``vpmaddubsw``), so an int8 bundle's best file per runtime is measured per class
+    (``placements_by_cpu`` in its manifest)."""
+    return "vnni" if any("vnni" in f for f in probe_machine().isa) else "no-vnni"
 
 
 def probe_machine(root: Path = Path("/"), cpus: Iterable[int] | None = None, arch: str | None = None) -> MachineFacts:
