@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 FRAME_INPUT = "frame"
 FRAME_OUTPUT = "frame_sr"
 FRAME_CHECK = "frame_net_sum"  # the network output's sum: NaN or Inf there means a broken model
+NET_INPUT_KEY = "sr_edge.frame.net_input"  # metadata: the network's input tensor inside the frame graph
+NET_OUTPUT_KEY = "sr_edge.frame.net_output"  # metadata: its output (in phase space where it ends in a shuffle)
 _PREFIX = "frame_path_"
 
 
@@ -264,8 +266,40 @@ def frame_graph(net: onnx.ModelProto, scale: int, *, fused: bool = False, transp
     )
     model = helper.make_model(graph, opset_imports=list(net.opset_import), producer_name="sr-edge frame path")
     model.ir_version = net.ir_version
+    # where the network starts and ends inside the frame graph (split_frame_graph cuts there)
+    helper.set_model_props(model, {NET_INPUT_KEY: net_in, NET_OUTPUT_KEY: checked})
     onnx.checker.check_model(model)
     return model
+
+
+def split_frame_graph(frame: onnx.ModelProto) -> tuple[onnx.ModelProto, onnx.ModelProto, onnx.ModelProto]:
+    """A frame graph cut into (colour in, network, colour out) for runtimes that would run the
+    colour work in the network's reduced precision (OpenVINO under a bf16 hint converts every
+    float node): the two colour graphs are compiled f32, the network in its own precision.
+
+    colour in: ``frame`` -> the network's input; network: that -> its output (phases where it
+    ends in a shuffle) and ``frame_net_sum``; colour out: ``frame`` and the network's output ->
+    ``frame_sr``."""
+    import onnx.utils
+
+    props = {p.key: p.value for p in frame.metadata_props}
+    if NET_INPUT_KEY not in props or NET_OUTPUT_KEY not in props:
+        raise SrEdgeError("not a frame graph of this sr-edge version (no network boundary recorded)")
+    net_in, net_out = props[NET_INPUT_KEY], props[NET_OUTPUT_KEY]
+    # the cut tensors' types (the extractor wants value_info for the new inputs and outputs;
+    # shape inference does not carry them through the dynamic Reshapes)
+    frame = copy.deepcopy(frame)
+    known = {v.name for v in frame.graph.value_info}
+    for name in (net_in, net_out):
+        if name not in known:
+            dims = ["batch", f"{name}_c", f"{name}_h", f"{name}_w"]
+            frame.graph.value_info.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
+    cut = onnx.utils.Extractor(frame)
+    return (
+        cut.extract_model([FRAME_INPUT], [net_in]),
+        cut.extract_model([net_in], [net_out, FRAME_CHECK]),
+        cut.extract_model([FRAME_INPUT, net_out], [FRAME_OUTPUT]),
+    )
 
 
 def _phases_to_nhwc(u8: str, scale: int, transpose: str, consts: dict[str, np.ndarray]) -> list[Any]:

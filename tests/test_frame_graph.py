@@ -194,17 +194,27 @@ def test_openvino_runs_the_frame_graph(bundle: str, photo: np.ndarray) -> None:
 
 
 @pytest.mark.skipif(not OPENVINO, reason="OpenVINO is not installed (pip install 'sr-edge[openvino]')")
-def test_openvino_bf16_keeps_the_colour_work_in_float32(photo: np.ndarray) -> None:
-    """Where bf16 is native the plugin would run the frame graph's colour convs in bf16 (38% of
-    values more than one grey level off, ECBSR x2 Set5 -0.03 dB on AMD Zen 5): a bf16 session
-    keeps the numpy colour path and says why; where bf16 is not native it runs f32 and the graph."""
-    with load_bundle(EXPORT / "ecbsr-m4c16" / "x2", backend="openvino", precision="bf16") as session:
-        up = session.upscaler()
-        if session.fallback is None:  # native bf16 (or f16) here
-            assert up.frame_path.startswith("numpy (the colour work would run in bf16"), up.frame_path
-            assert np.array_equal(up(photo), session.upscaler(frame_path="numpy")(photo))
-        else:
-            assert up.frame_path == "graph"
+@pytest.mark.parametrize("bundle", ["ecbsr-m4c16/x2", "fsrcnn/x3"])
+def test_openvino_bf16_keeps_the_colour_work_in_float32(bundle: str, photo: np.ndarray) -> None:
+    """Where bf16 is native the plugin would run the colour convs in bf16 (38% of values more than
+    one grey level off, ECBSR x2 Set5 -0.03 dB on AMD Zen 5): the frame graph is cut into colour
+    in / network / colour out, the colour parts compiled f32, so the frame stays within the fp32
+    graph's bounds of the numpy path. Where bf16 is not native the session runs f32 anyway."""
+    from sr_edge.frame_graph import split_frame_graph
+
+    with load_bundle(EXPORT / bundle, backend="openvino", precision="bf16") as session:
+        graph, numpy_path = session.upscaler(), session.upscaler(frame_path="numpy")
+        assert graph.frame_path == "graph"
+        worst, share = _diff(graph(photo), numpy_path(photo))
+        assert len(session._frame_compiled or []) == (3 if session.fallback is None else 1)
+    assert worst <= 3 and share < 1e-3, (worst, share)
+    whole = frame_graph(onnx.load(str(EXPORT / bundle / "model.onnx")), int(bundle[-1]))
+    pre, net, post = split_frame_graph(whole)
+    assert [i.name for i in pre.graph.input] == [FRAME_INPUT] and FRAME_CHECK in [o.name for o in net.graph.output]
+    assert [o.name for o in post.graph.output] == [FRAME_OUTPUT]
+    assert len(pre.graph.node) + len(net.graph.node) + len(post.graph.node) >= len(whole.graph.node)
+    with pytest.raises(SrEdgeError, match="not a frame graph"):
+        split_frame_graph(onnx.load(str(EXPORT / bundle / "model.onnx")))
 
 
 @pytest.mark.skipif(not OPENVINO, reason="OpenVINO is not installed (pip install 'sr-edge[openvino]')")

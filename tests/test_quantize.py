@@ -365,7 +365,7 @@ def test_old_bundles_name_no_placement(tmp_path: Path) -> None:
     doc["placements"] = {}
     doc["placements_by_cpu"] = {"vnni": {"openvino": "missing.onnx"}}
     (bad / MANIFEST).write_text(json.dumps(doc))
-    with pytest.raises(SrEdgeError, match="placement for openvino names 'missing.onnx'"):
+    with pytest.raises(SrEdgeError, match=r"placement for openvino names 'missing\.onnx'"):
         read_bundle(bad)
     doc["placements_by_cpu"] = ["vnni"]
     (bad / MANIFEST).write_text(json.dumps(doc))

@@ -194,10 +194,7 @@ class Session(abc.ABC):
         if frame_path not in ("graph", "numpy"):
             raise SrEdgeError(f"frame_path must be 'graph' or 'numpy', got {frame_path!r}")
         frame, why = None, "numpy"
-        refusal = self._frame_refusal()
-        if refusal is not None:
-            why = f"numpy ({refusal})"
-        elif frame_path == "graph" and self.bundle.color_mode == "y" and self.bundle.channels == 1:
+        if frame_path == "graph" and self.bundle.color_mode == "y" and self.bundle.channels == 1:
             try:
                 frame = self._frame_fn()
             except SrEdgeError as e:  # the numpy path still works: say why it runs
@@ -207,10 +204,6 @@ class Session(abc.ABC):
         up = NetworkUpscaler(self.name, self.bundle.scale, self.bundle.color_mode, self.run, workers, frame=frame)
         up.frame_path = why if self.bundle.color_mode == "y" else "rgb model"
         return up
-
-    def _frame_refusal(self) -> str | None:
-        """Why this session keeps the numpy frame path although its backend builds frame graphs."""
-        return None
 
     def _frame_fn(self) -> Callable[[np.ndarray], Any] | None:
         """uint8 N x H x W x 3 RGB -> (uint8 N x sH x sW x 3, the network output's sum) through

@@ -147,39 +147,59 @@ class OpenVinoSession(Session):
         except Exception as e:
             raise SrEdgeError(f"{self.name}: OpenVINO inference failed: {one_line(str(e))[:300]}") from None
 
-    def _frame_refusal(self) -> str | None:
-        if self.execution_precision in ("bf16", "f16"):
-            # the plugin runs every float node of the graph in the hint's type (rt_info
-            # disable_fp16_compression is not honoured on CPU convolutions): colour work in
-            # bf16 put 38% of values more than one grey level off the numpy path and cost
-            # ECBSR x2 0.03 dB PSNR-Y on Set5 (AMD Zen 5), outside the frame path's 0.01 dB bound
-            return f"the colour work would run in {self.execution_precision}, off by more than 0.01 dB PSNR-Y"
-        return None
-
     def _frame_fn(self) -> Callable[[np.ndarray], Any] | None:
         core, ov_device, config, static_shape = self._frame_args
         if static_shape is not None:
             return None  # a static-shape build is for one tensor shape; frames keep the numpy path
+        # Under a bf16 (f16) hint the plugin runs every float node in that type (rt_info
+        # disable_fp16_compression is not honoured on CPU convolutions): colour work in bf16 put
+        # 38% of values more than one grey level off the numpy path and cost ECBSR x2 0.03 dB on
+        # Set5 (AMD Zen 5). There the graph is cut: colour in and out compiled f32, the network
+        # in the session's precision, three requests per frame.
+        split = self.execution_precision in ("bf16", "f16")
         try:
-            compiled = core.compile_model(core.read_model(self._frame_graph()), ov_device, config)
+            if split:
+                import onnx
+
+                from ..frame_graph import split_frame_graph
+
+                f32 = {**config, "INFERENCE_PRECISION_HINT": _HINTS["fp32"]}
+                parts = split_frame_graph(onnx.load_from_string(self._frame_graph()))
+                settings = zip(parts, (f32, config, f32), strict=True)
+                compiled = [
+                    core.compile_model(core.read_model(m.SerializeToString()), ov_device, c) for m, c in settings
+                ]
+            else:
+                compiled = [core.compile_model(core.read_model(self._frame_graph()), ov_device, config)]
         except SrEdgeError:
             raise
         except Exception as e:
             raise SrEdgeError(f"OpenVINO could not compile the frame graph: {one_line(str(e))[:300]}") from None
-        request = compiled.create_infer_request()
+        requests = [c.create_infer_request() for c in compiled]
+
+        def infer(x: np.ndarray) -> tuple[Any, Any]:  # the runtime's own output buffers
+            if not split:
+                (whole,) = requests
+                whole.infer({0: x}, share_inputs=True)
+                return whole.get_output_tensor(0).data, whole.get_output_tensor(1).data
+            pre, net, post = requests
+            pre.infer({0: x}, share_inputs=True)
+            net.infer({0: pre.get_output_tensor(0).data}, share_inputs=True)
+            post.infer({0: x, 1: net.get_output_tensor(0).data}, share_inputs=True)
+            return post.get_output_tensor(0).data, net.get_output_tensor(1).data
+
         try:
             # one tiny frame: some plugin builds compile and then fail at the first inference,
             # and the numpy path must take over before a user's frame is lost
-            request.infer({0: np.zeros((1, 8, 8, 3), np.uint8)})
+            infer(np.zeros((1, 8, 8, 3), np.uint8))
         except Exception as e:
             raise SrEdgeError(f"OpenVINO failed on its first frame: {one_line(str(e))[:300]}") from None
-        self._frame_compiled = compiled  # kept alive with the session
+        self._frame_compiled: list[Any] | None = compiled  # kept alive with the session
 
         def frame(x: np.ndarray) -> Any:  # (uint8 frame, the network output's sum)
             try:
-                request.infer({0: x}, share_inputs=True)
-                out = np.array(request.get_output_tensor(0).data, dtype=np.uint8, copy=True)
-                return out, float(np.asarray(request.get_output_tensor(1).data).sum())
+                out, check = infer(x)
+                return np.array(out, dtype=np.uint8, copy=True), float(np.asarray(check).sum())
             except Exception as e:
                 msg = f"{self.name}: OpenVINO failed on the frame graph: {one_line(str(e))[:300]}"
                 raise SrEdgeError(msg) from None
