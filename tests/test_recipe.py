@@ -160,3 +160,23 @@ def test_selection_table_says_when_nothing_fits() -> None:
     text = selection_markdown(picks)
     assert "| here | x2 | 33.3 | nothing fits: all over 33.3 ms | - |" in text
     assert "| here | x2 | 100 | ecbsr-m4c16/x2-int8@openvino/int8 [int8]: 36.94 dB, 48.2 ms | measured here |" in text
+
+
+def test_a_pruned_run_bundle_keeps_its_parent_checkpoint_for_the_torch_peer(tiny_data: Path, tmp_path: Path) -> None:
+    """The prune stage exports from its temporary folder; after publishing, the bundle set points
+    the manifest at the published checkpoint, so PyTorch eager (the torch peer) loads the parent
+    (the default recipe's espcn/x2-pruned50-run@torch row failed with 'not found' before)."""
+    pytest.importorskip("torch")
+    doc = _tiny(tiny_data)
+    doc["models"] = {"names": ["espcn"], "scales": [2]}
+    doc["prune"] = {"models": ["espcn"], "ratio": 0.5, "steps": 2, "batch_size": 2, "patch_size": 16}
+    doc["bench"] = {**doc["bench"], "peers": ["torch"]}  # type: ignore[dict-item]
+    out = tmp_path / "run"
+    run_recipe(recipe_from_dict(doc), out)
+    bundle = out / "stages" / "bundles" / "export" / "espcn" / "x2-pruned50-run"
+    checkpoint = Path(json.loads((bundle / "manifest.json").read_text())["source"]["checkpoint"])
+    assert checkpoint.is_file() and ".tmp-" not in str(checkpoint)
+    rows = json.loads((out / "stages" / "bench" / "results.json").read_text())["rows"]
+    ours = [r for r in rows if r["id"].startswith("espcn/x2-pruned50-run@")]
+    assert {r["id"].split("@")[1] for r in ours} == {"ort/fp32", "torch/fp32"}
+    assert all(r["status"] == "ok" for r in ours), [(r["id"], r.get("reason")) for r in ours]

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import find_bundles, read_manifest
+from ..bundle import MANIFEST, find_bundles, read_manifest
 from ..errors import DatasetNotFoundError, SrEdgeError
 from ..paths import bundles_dir
+from ..provenance import write_json
 from .schema import Recipe
 
 TRAIN_DATA = ("T91", "BSD200")
@@ -83,7 +84,10 @@ def _prune(model: str, scale: int) -> StageFn:
             raise KeyboardInterrupt
         tag = f"x{scale}-pruned{round(p.ratio * 100)}-run"
         bundle = export_bundle(result.checkpoint, folder / "bundle" / model / tag, measure=False)
-        return {"bundle": str(bundle.relative_to(folder)), "record": result.record}
+        # the manifest names the checkpoint in this temporary stage folder; the bundle set
+        # points it at the published one (the torch backend loads the parent from there)
+        checkpoint = str(Path(result.checkpoint).resolve().relative_to(folder.resolve()))
+        return {"bundle": str(bundle.relative_to(folder)), "checkpoint": checkpoint, "record": result.record}
 
     return run
 
@@ -142,10 +146,14 @@ def _bundles(ctx: Context, folder: Path) -> dict[str, Any]:
         shutil.copytree(src, dst)
         copied.append(f"{src.parent.name}/{src.name}")
     for slug in _compression_slugs(ctx.recipe):
-        made = read_summary(ctx.stage_dir(slug))["bundle"]
-        src = ctx.stage_dir(slug) / made
+        summary = read_summary(ctx.stage_dir(slug))
+        src = ctx.stage_dir(slug) / summary["bundle"]
         dst = export / src.parent.name / src.name
         shutil.copytree(src, dst)
+        if "checkpoint" in summary:
+            doc = json.loads((dst / MANIFEST).read_text())
+            doc["source"]["checkpoint"] = str(ctx.stage_dir(slug) / summary["checkpoint"])
+            write_json(dst / MANIFEST, doc)
         copied.append(f"{src.parent.name}/{src.name}")
     return {"bundles": copied}
 
