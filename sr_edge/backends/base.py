@@ -212,12 +212,16 @@ class Session(abc.ABC):
 
     def _frame_graph(self) -> bytes:
         """The frame graph around the file this backend runs, serialised."""
-        import onnx
 
         from ..frame_graph import frame_graph
 
-        path = self.bundle.onnx_for(self.backend)
-        return frame_graph(onnx.load(str(path)), self.bundle.scale, **self.frame_options).SerializeToString()
+        return frame_graph(self._frame_network(), self.bundle.scale, **self.frame_options).SerializeToString()
+
+    def _frame_network(self) -> Any:
+        """The network graph (``onnx.ModelProto``) the frame graph wraps: the file this backend runs."""
+        import onnx
+
+        return onnx.load(str(self.bundle.onnx_for(self.backend)))
 
 
 OptionsT = TypeVar("OptionsT", contravariant=True)
