@@ -6,6 +6,7 @@ session so both see the same machine; then, on Set5 and Set14, PSNR-Y through ea
 the share of output values the two paths put more than one grey level apart.
 
     python docs/studies/frame_path_check.py [--bundles export/ecbsr-m4c16/x2 ...] [--resolution 960x540]
+    python docs/studies/frame_path_check.py --backends openvino --precision bf16   # the split graph
 
 ``--variants``: instead, frame p50 of each frame-graph variant (``fused`` colour convs or Split
 and Concat; three single-axis transposes or one 6-D transpose) beside the network p50, in
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backends", nargs="+", default=["ort", "openvino"])
+    ap.add_argument("--precision", default=None, help="fp32, bf16, ... (default: the bundle's own)")
     ap.add_argument("--variants", action="store_true", help="time each frame-graph variant instead")
     args = ap.parse_args()
     w, h = (int(v) for v in args.resolution.split("x"))
@@ -58,8 +61,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for bundle in args.bundles:
-        for backend in (b for b in ("ort", "openvino") if b in available_backends()):
-            with load_bundle(bundle, backend=backend, threads=args.threads) as s:
+        for backend in (b for b in args.backends if b in available_backends()):
+            with load_bundle(bundle, backend=backend, precision=args.precision, threads=args.threads) as s:
                 graph, numpy_path = s.upscaler(), s.upscaler(frame_path="numpy")
                 net, fg, fn = [], [], []
                 for _ in range(args.rounds):  # interleaved: the three see the same machine
@@ -78,8 +81,8 @@ def main() -> None:
                         apart, total = apart + int((d > 1).sum()), total + d.size
                 share = f"{apart / total:.2e}" if total else "-"
                 print(
-                    f"| {bundle} | {backend} | {n:.1f} | {g:.1f} | {g / n:.2f}x | {m:.1f} | {m / n:.2f}x | "
-                    f"{diffs[0]:+.4f} / {diffs[1]:+.4f} | {share} |",
+                    f"| {bundle} | {backend}/{s.precision} | {n:.1f} | {g:.1f} | {g / n:.2f}x | {m:.1f} | "
+                    f"{m / n:.2f}x | {diffs[0]:+.4f} / {diffs[1]:+.4f} | {share} |",
                     flush=True,
                 )
 
