@@ -211,8 +211,7 @@ class Session(abc.ABC):
         return None
 
     def _frame_graph(self) -> bytes:
-        """The frame graph around the file this backend runs, serialised."""
-
+        """The frame graph around the network this backend runs, serialised."""
         from ..frame_graph import frame_graph
 
         return frame_graph(self._frame_network(), self.bundle.scale, **self.frame_options).SerializeToString()
