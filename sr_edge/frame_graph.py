@@ -17,6 +17,10 @@ The network's nodes are copied unchanged (an int8 bundle keeps its QDQ placement
 result differs from :class:`~sr_edge.upscale.NetworkUpscaler`'s numpy path only by float
 rounding, so a pixel sometimes lands one grey level off; tests/test_frame_graph.py bounds
 the share and the PSNR-Y difference. Nothing here imports torch.
+
+:func:`split_frame_graph` cuts a frame graph at the network's input and output (recorded in
+its metadata) into colour in, network and colour out, for a runtime that would otherwise run
+the colour work in a reduced precision (OpenVINO under a bf16 hint).
 """
 
 from __future__ import annotations
