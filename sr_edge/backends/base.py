@@ -212,9 +212,13 @@ class Session(abc.ABC):
 
     def _frame_graph(self) -> bytes:
         """The frame graph around the network this backend runs, serialised."""
+        return self._frame_model().SerializeToString()
+
+    def _frame_model(self) -> Any:
+        """The frame graph (``onnx.ModelProto``) around the network this backend runs."""
         from ..frame_graph import frame_graph
 
-        return frame_graph(self._frame_network(), self.bundle.scale, **self.frame_options).SerializeToString()
+        return frame_graph(self._frame_network(), self.bundle.scale, **self.frame_options)
 
     def _frame_network(self) -> Any:
         """The network graph (``onnx.ModelProto``) the frame graph wraps: the file this backend runs."""

@@ -159,12 +159,10 @@ class OpenVinoSession(Session):
         split = self.execution_precision in ("bf16", "f16")
         try:
             if split:
-                import onnx
-
                 from ..frame_graph import split_frame_graph
 
                 f32 = {**config, "INFERENCE_PRECISION_HINT": _HINTS["fp32"]}
-                parts = split_frame_graph(onnx.load_from_string(self._frame_graph()))
+                parts = split_frame_graph(self._frame_model())
                 settings = zip(parts, (f32, config, f32), strict=True)
                 compiled = [
                     core.compile_model(core.read_model(m.SerializeToString()), ov_device, c) for m, c in settings

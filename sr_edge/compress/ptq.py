@@ -43,7 +43,9 @@ def ort_static(
     44.3 dB with the same graph unfused; with 7-bit weights 43.3 dB either way.
     """
     if reduce_range is None:
-        reduce_range = not _has_vnni()
+        from ..devices.probe import int8_cpu_class
+
+        reduce_range = int8_cpu_class() != "vnni"
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -97,12 +99,6 @@ def ort_static(
         f"onnxruntime {version} quantize_static: quant_pre_process, QDQ, {bits} per-channel symmetric weights, "
         f"symmetric int8 activations, percentile calibration on centre crops of {w}x{h} LR px"
     )
-
-
-def _has_vnni() -> bool:
-    from ..devices.probe import probe_machine
-
-    return any("vnni" in f for f in probe_machine().isa)
 
 
 def nncf_ptq(model: onnx.ModelProto, images: Sequence[np.ndarray]) -> tuple[onnx.ModelProto, str]:
