@@ -273,7 +273,7 @@ def _protocol_pairs(name: str, scale: int) -> tuple[tuple[np.ndarray, np.ndarray
 def test_ort_frame_graph_carries_the_prelu_rewrite() -> None:
     """The frame graph wraps the network as the session runs it: ECBSR's PReLUs rewritten for
     ORT's blocked layout (inside the frame graph the rewrite would not apply: its uint8
-    Quantize/DequantizeLinear read as a QDQ graph; ECBSR x2 frame 271 vs 211 ms, AMD Zen 5)."""
+    Quantize/DequantizeLinear read as a QDQ graph; ECBSR x2 frame 157 vs 104 ms, AMD Zen 5)."""
     ops = {}
     for rewrite in (True, False):
         with load_bundle(EXPORT / "ecbsr-m4c16" / "x2", backend="ort", prelu_rewrite=rewrite) as session:
