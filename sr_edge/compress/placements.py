@@ -4,8 +4,8 @@
 best file depends on the CPU's int8 kernels: on an AMD Zen 3 (AVX2, no VNNI) OpenVINO lost
 1.7 dB on FSRCNN x2 with its own placement (QDQ on conv inputs) and nothing with ONNX
 Runtime's; on an AMD Zen 5 (AVX-512 VNNI) its own placement lost nothing and ran 4.7x
-faster (35.8 vs 168.2 ms network p50 at 960x540, ``sr-edge bench``). A bundle quantised on one class and deployed on the other
-is measured once here::
+faster (35.8 vs 168.2 ms network p50 at 960x540, ``sr-edge bench``). A bundle quantised on
+one class and deployed on the other is measured once here::
 
     python -m sr_edge.compress.placements export/fsrcnn/x2-int8 [more bundles] [-d Set5]
 
